@@ -1,0 +1,414 @@
+"""Datasets: MNIST and CIFAR-10, read from local files first, downloaded only when missing.
+
+Where files are looked for, in this order:
+
+1. the ``root=`` argument, if given;
+2. the ``PRUNEKIT_DATA`` environment variable;
+3. the per-user cache, ``$PRUNEKIT_CACHE`` or ``~/.cache/prunekit/data``.
+
+The data root is never written to (it may be read-only). Downloads and decoded copies
+go to the per-user cache only.
+
+Example::
+
+    >>> from prunekit.data import load_dataset, make_loader
+    >>> train = load_dataset("mnist", "train")           # doctest: +SKIP
+    >>> x, y = train[0]; x.shape, y                      # doctest: +SKIP
+    (torch.Size([1, 28, 28]), 5)
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+DATA_ENV = "PRUNEKIT_DATA"
+CACHE_ENV = "PRUNEKIT_CACHE"
+
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                 "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One official file: where it lives under the data root, where to fetch it, its MD5."""
+
+    relpath: str
+    urls: tuple[str, ...]
+    md5: str
+
+
+_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+                  "http://yann.lecun.com/exdb/mnist/")
+MNIST_FILES = {
+    ("train", "images"): RemoteFile("MNIST/raw/train-images-idx3-ubyte.gz",
+                                    tuple(m + "train-images-idx3-ubyte.gz" for m in _MNIST_MIRRORS),
+                                    "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    ("train", "labels"): RemoteFile("MNIST/raw/train-labels-idx1-ubyte.gz",
+                                    tuple(m + "train-labels-idx1-ubyte.gz" for m in _MNIST_MIRRORS),
+                                    "d53e105ee54ea40749a09fcbcd1e9432"),
+    ("test", "images"): RemoteFile("MNIST/raw/t10k-images-idx3-ubyte.gz",
+                                   tuple(m + "t10k-images-idx3-ubyte.gz" for m in _MNIST_MIRRORS),
+                                   "9fb629c4189551a2d022fa330f9573f3"),
+    ("test", "labels"): RemoteFile("MNIST/raw/t10k-labels-idx1-ubyte.gz",
+                                   tuple(m + "t10k-labels-idx1-ubyte.gz" for m in _MNIST_MIRRORS),
+                                   "ec29112dd5afa0611ce80d1b7f02629c"),
+}
+CIFAR_ARCHIVE = RemoteFile("cifar-10-python.tar.gz",
+                           ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+                           "c58f30108f718f92721af3b95e74349a")
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Raised when a dataset is in none of the searched folders and cannot be downloaded."""
+
+
+# ----------------------------------------------------------------------------- where to look
+def cache_dir() -> Path:
+    """The per-user cache folder (``$PRUNEKIT_CACHE`` or ``~/.cache/prunekit``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "prunekit"
+
+
+def search_roots(root: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched for dataset files, in order (explicit root, $PRUNEKIT_DATA, cache)."""
+    roots = []
+    if root is not None:
+        roots.append(Path(root).expanduser())
+    if os.environ.get(DATA_ENV):
+        roots.append(Path(os.environ[DATA_ENV]).expanduser())
+    roots.append(cache_dir() / "data")
+    unique = []
+    for r in roots:  # keep order, drop repeats
+        if r not in unique:
+            unique.append(r)
+    return unique
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(remote: RemoteFile, destination: Path) -> Path:
+    """Fetch ``remote`` into ``destination`` with a progress bar; the MD5 must match exactly."""
+    from tqdm.auto import tqdm
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for url in remote.urls:
+        partial = destination.with_suffix(destination.suffix + ".part")
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name) as bar:
+                    for chunk in iter(lambda: response.read(1 << 16), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except OSError as exc:  # URLError, timeouts and refused connections are all OSErrors
+            errors.append(f"{url}: {exc}")
+            partial.unlink(missing_ok=True)
+            continue
+        if _md5(partial) != remote.md5:
+            partial.unlink(missing_ok=True)
+            errors.append(f"{url}: checksum mismatch (expected MD5 {remote.md5})")
+            continue
+        partial.rename(destination)
+        return destination
+    raise OSError("; ".join(errors))
+
+
+def _not_found(dataset: str, expected: list[str], roots: list[Path], download_error: str | None):
+    lines = [f"Could not find the {dataset} files.",
+             "Expected (any one root is enough): " + ", ".join(expected),
+             "Searched these folders, in order:"]
+    lines += [f"  - {r}{'' if r.is_dir() else '  (does not exist)'}" for r in roots]
+    if download_error:
+        lines.append(f"Downloading failed too (offline?): {download_error}")
+    else:
+        lines.append("Downloading was switched off (download=False).")
+    lines.append(f"How to fix: put the official files under one of these folders, or point the course "
+                 f"at your copy with `export {DATA_ENV}=/path/to/data` (or pass root=...). "
+                 "With internet access, call again with download=True.")
+    return DatasetNotFoundError("\n".join(lines))
+
+
+def find_or_download(remote: RemoteFile, dataset: str, root=None, download: bool = True) -> Path:
+    """Path of one official file: the first root that has it, else a fresh download in the cache."""
+    roots = search_roots(root)
+    for r in roots:
+        if (r / remote.relpath).is_file():
+            return r / remote.relpath
+    error = None
+    if download:
+        try:
+            return _download(remote, cache_dir() / "data" / remote.relpath)
+        except OSError as exc:
+            error = str(exc)
+    raise _not_found(dataset, [remote.relpath], roots, error)
+
+
+# ----------------------------------------------------------------------------- MNIST
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Decode an IDX file (``.gz`` or plain) into a uint8 array, e.g. (60000, 28, 28) images."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    zero, dtype_code, ndim = raw[0] * 256 + raw[1], raw[2], raw[3]
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _mnist_arrays(split: str, root, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    roots = search_roots(root)
+    files = [MNIST_FILES[(split, part)] for part in ("images", "labels")]
+    for r in roots:  # both files must come from the same root
+        if all((r / f.relpath).is_file() for f in files):
+            return read_idx(r / files[0].relpath), read_idx(r / files[1].relpath)
+    error = None
+    if download:
+        try:
+            paths = [_download(f, cache_dir() / "data" / f.relpath) for f in files]
+            return read_idx(paths[0]), read_idx(paths[1])
+        except OSError as exc:
+            error = str(exc)
+    raise _not_found("MNIST", [f.relpath for f in files], roots, error)
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+def _unpickle(stream) -> dict:
+    return pickle.load(stream, encoding="latin1")
+
+
+def _decode_cifar(batches: dict) -> tuple[np.ndarray, np.ndarray]:
+    images = np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32)
+    labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
+    return images, labels
+
+
+def _cifar_from_archive(archive: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read the batches straight from the .tar.gz; cache the decoded arrays (fast next time)."""
+    stat = archive.stat()
+    key = hashlib.sha1(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cached = cache_dir() / "decoded" / f"cifar10-{split}-{key}.npz"
+    if cached.is_file():
+        with np.load(cached) as z:
+            return z["images"], z["labels"]
+    md5 = _md5(archive)
+    if md5 != CIFAR_ARCHIVE.md5:
+        warnings.warn(f"{archive} has MD5 {md5}, not the official {CIFAR_ARCHIVE.md5}: using it anyway "
+                      "(a local rebuild? accuracies may differ slightly from published CIFAR-10 numbers).",
+                      stacklevel=3)
+    wanted = {f"{CIFAR_FOLDER}/{b}": b for b in CIFAR_BATCHES[split]}
+    found = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                found[wanted[member.name]] = _unpickle(io.BytesIO(tar.extractfile(member).read()))
+    missing = set(CIFAR_BATCHES[split]) - set(found)
+    if missing:
+        raise ValueError(f"{archive} lacks {sorted(missing)} under {CIFAR_FOLDER}/")
+    images, labels = _decode_cifar([found[b] for b in CIFAR_BATCHES[split]])
+    try:  # the cache is an optimisation: a read-only home must not break loading
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
+        np.savez(tmp, images=images, labels=labels)
+        tmp.rename(cached)
+    except OSError:
+        pass
+    return images, labels
+
+
+def _cifar_arrays(split: str, root, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    roots = search_roots(root)
+    for r in roots:
+        folder = r / CIFAR_FOLDER
+        if all((folder / b).is_file() for b in CIFAR_BATCHES[split]):
+            batches = []
+            for b in CIFAR_BATCHES[split]:
+                with open(folder / b, "rb") as f:
+                    batches.append(_unpickle(f))
+            return _decode_cifar(batches)
+        if (r / CIFAR_ARCHIVE.relpath).is_file():
+            return _cifar_from_archive(r / CIFAR_ARCHIVE.relpath, split)
+    error = None
+    if download:
+        try:
+            return _cifar_from_archive(_download(CIFAR_ARCHIVE, cache_dir() / "data" / CIFAR_ARCHIVE.relpath),
+                                       split)
+        except OSError as exc:
+            error = str(exc)
+    expected = [f"{CIFAR_FOLDER}/{b}" for b in CIFAR_BATCHES[split]] + [CIFAR_ARCHIVE.relpath + " (either form)"]
+    raise _not_found("CIFAR-10", expected, roots, error)
+
+
+def cifar_archive_md5(root=None) -> str | None:
+    """MD5 of the CIFAR-10 archive the loader would use (recorded in checkpoints), or None."""
+    for r in search_roots(root):
+        if (r / CIFAR_ARCHIVE.relpath).is_file():
+            return _md5(r / CIFAR_ARCHIVE.relpath)
+    return None
+
+
+# ----------------------------------------------------------------------------- Dataset
+class ImageDataset(Dataset):
+    """Images held in memory as uint8; normalised (and optionally augmented) on access.
+
+    Args:
+        images: uint8 tensor (N, C, H, W).
+        labels: int64 tensor (N,).
+        mean, std: per-channel normalisation constants.
+        augment: random 4-pixel-padded crop and horizontal flip (CIFAR training).
+
+    ``dataset[i]`` returns ``(x, y)`` with x float32 (C, H, W) and y an int.
+    Augmentation draws from torch's global RNG, so ``seed_everything`` makes it repeatable.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, augment: bool = False,
+                 classes: tuple[str, ...] = ()):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise TypeError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images, self.targets, self.augment, self.classes = images, labels, augment, classes
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        x = (self.images[i].float() / 255.0 - self.mean) / self.std
+        if self.augment:
+            x = random_crop_flip(x)
+        return x, int(self.targets[i])
+
+
+def random_crop_flip(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Standard CIFAR augmentation on one image (C, H, W): zero-pad, random crop, random h-flip."""
+    _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    top, left = torch.randint(0, 2 * padding + 1, (2,)).tolist()
+    x = padded[:, top:top + h, left:left + w]
+    if torch.rand(()) < 0.5:
+        x = x.flip(-1)
+    return x
+
+
+def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, download: bool = True,
+                 augment: bool | None = None) -> ImageDataset:
+    """Load ``"mnist"`` or ``"cifar10"``, split ``"train"`` or ``"test"``, as a torch Dataset.
+
+    Args:
+        name: ``"mnist"`` (60,000 / 10,000 images of 1x28x28) or ``"cifar10"`` (50,000 / 10,000 of 3x32x32).
+        split: ``"train"`` or ``"test"``.
+        root: a folder to look in first (see the module docstring for the search order).
+        download: fetch missing files from the official source into the per-user cache.
+        augment: random crop + flip; default True for the CIFAR-10 training split, else False.
+
+    Returns:
+        An :class:`ImageDataset`; ``.targets`` holds the labels as an int64 tensor.
+
+    Example:
+        >>> test = load_dataset("mnist", "test")    # doctest: +SKIP
+        >>> len(test), test[0][0].shape             # doctest: +SKIP
+        (10000, torch.Size([1, 28, 28]))
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    name = name.lower().replace("-", "")
+    if name == "mnist":
+        images, labels = _mnist_arrays(split, root, download)
+        images = torch.from_numpy(images.copy()).unsqueeze(1)
+        return ImageDataset(images, torch.from_numpy(labels.astype(np.int64)), MNIST_MEAN, MNIST_STD,
+                            augment=bool(augment), classes=tuple(str(i) for i in range(10)))
+    if name == "cifar10":
+        images, labels = _cifar_arrays(split, root, download)
+        if augment is None:
+            augment = split == "train"
+        return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels),
+                            CIFAR_MEAN, CIFAR_STD, augment=augment, classes=CIFAR_CLASSES)
+    raise ValueError(f"unknown dataset {name!r}: expected 'mnist' or 'cifar10'")
+
+
+# ----------------------------------------------------------------------------- splits and loaders
+def labels_of(dataset: Dataset) -> np.ndarray:
+    """Labels of a dataset or (nested) Subset as a numpy int array (N,), without loading images."""
+    if isinstance(dataset, Subset):
+        return labels_of(dataset.dataset)[np.asarray(dataset.indices)]
+    if hasattr(dataset, "targets"):
+        return np.asarray(dataset.targets)
+    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))])
+
+
+def train_val_split(name: str, val_size: int = 5000, seed: int = 0, root=None,
+                    download: bool = True) -> tuple[Subset, Subset]:
+    """Split the official training set into (train, validation), stratified by class and repeatable.
+
+    The validation part is never augmented, whatever the training part does; use it for every
+    choice (thresholds, schedules, early stopping) so the test set is touched once at the end.
+
+    Example:
+        >>> train, val = train_val_split("mnist", val_size=5000)    # doctest: +SKIP
+        >>> len(train), len(val)                                     # doctest: +SKIP
+        (55000, 5000)
+    """
+    from sklearn.model_selection import train_test_split
+
+    train_full = load_dataset(name, "train", root=root, download=download)
+    plain = load_dataset(name, "train", root=root, download=download, augment=False)
+    indices = np.arange(len(train_full))
+    train_idx, val_idx = train_test_split(indices, test_size=val_size, random_state=seed,
+                                          stratify=labels_of(train_full))
+    return Subset(train_full, sorted(train_idx.tolist())), Subset(plain, sorted(val_idx.tolist()))
+
+
+def subset(dataset: Dataset, n: int, seed: int = 0, stratify: bool = True) -> Dataset:
+    """A repeatable random subset of ``n`` examples (class-balanced when ``stratify``), for fast mode.
+
+    Returns ``dataset`` itself when ``n >= len(dataset)``.
+
+    Example:
+        >>> small = subset(load_dataset("mnist", "test"), 1000)     # doctest: +SKIP
+        >>> len(small)                                               # doctest: +SKIP
+        1000
+    """
+    if not isinstance(n, int) or n <= 0:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if n >= len(dataset):
+        return dataset
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(dataset))
+    keep, _ = train_test_split(indices, train_size=n, random_state=seed,
+                               stratify=labels_of(dataset) if stratify else None)
+    return Subset(dataset, sorted(keep.tolist()))
+
+
+def make_loader(dataset: Dataset, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
+                drop_last: bool = False) -> DataLoader:
+    """A DataLoader whose shuffling order depends only on ``seed`` (single process, CPU friendly)."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      drop_last=drop_last, num_workers=0)

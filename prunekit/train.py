@@ -1,0 +1,215 @@
+"""Training and evaluation: one small loop, used by the zoo, the labs and the pruning schedules.
+
+* :func:`seed_everything` makes CPU runs bit-reproducible (same seed, same thread count).
+* :func:`train` runs SGD/Adam for some epochs with a tqdm progress bar. After **every**
+  optimizer step it re-applies the pruning masks a model carries (see :mod:`prunekit.pruning`),
+  then calls your ``after_step`` callbacks. Learning-rate schedules step once per *epoch*.
+* :func:`evaluate` returns accuracy as a fraction in [0, 1].
+* :func:`fine_tune` is :func:`train` with a small constant-then-cosine learning rate.
+
+Example:
+    >>> from prunekit.models import build_model
+    >>> from prunekit.data import load_dataset, subset
+    >>> model = build_model("lenet300")                                          # doctest: +SKIP
+    >>> history = train(model, subset(load_dataset("mnist", "train"), 2000), epochs=1)  # doctest: +SKIP
+    >>> evaluate(model, load_dataset("mnist", "test"))                           # doctest: +SKIP
+    0.87...
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .data import make_loader
+
+DEVICE_ENV = "PRUNEKIT_DEVICE"
+StepCallback = Callable[[nn.Module, int], None]
+
+
+def seed_everything(seed: int = 0, threads: int | None = None) -> None:
+    """Seed Python, NumPy and torch, and ask torch for deterministic kernels.
+
+    On CPU, two runs with the same seed and the same number of threads give identical weights.
+    ``threads`` fixes ``torch.set_num_threads`` (results can differ across thread counts).
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to use: the argument, else ``$PRUNEKIT_DEVICE``, else cuda > mps > cpu."""
+    choice = device or os.environ.get(DEVICE_ENV)
+    if choice:
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _as_loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    if isinstance(data, DataLoader):
+        return data
+    if not isinstance(data, Dataset):
+        raise TypeError(f"expected a torch Dataset or DataLoader, got {type(data).__name__}")
+    return make_loader(data, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+
+def _progress(iterable, quiet: bool, **kwargs):
+    if quiet:
+        return iterable
+    from tqdm.auto import tqdm
+    return tqdm(iterable, leave=False, **kwargs)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset | DataLoader, device=None, batch_size: int = 1000,
+             quiet: bool = True) -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (a Dataset or DataLoader), as a fraction in [0, 1].
+
+    The model is put in eval mode for the measurement and returned to its previous mode.
+
+    Example:
+        >>> evaluate(load_pretrained("lenet300"), load_dataset("mnist", "test"))   # doctest: +SKIP
+        0.98...
+    """
+    device = get_device(device)
+    loader = _as_loader(data, batch_size, shuffle=False, seed=0)
+    was_training = model.training
+    model.eval().to(device)
+    correct = total = 0
+    for x, y in _progress(loader, quiet, desc="eval"):
+        x, y = x.to(device), y.to(device)
+        correct += (model(x).argmax(dim=1) == y).sum().item()
+        total += y.numel()
+    model.train(was_training)
+    if total == 0:
+        raise ValueError("evaluate() got an empty dataset")
+    return correct / total
+
+
+def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.05, momentum: float = 0.9,
+                   weight_decay: float = 5e-4) -> torch.optim.Optimizer:
+    """SGD with momentum (``"sgd"``) or Adam (``"adam"``) over the model's current parameters.
+
+    Build a new one after physical pruning: an old optimizer still points at the removed tensors.
+    """
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, name: str | None, epochs: int):
+    """An epoch-level learning-rate schedule: ``"cosine"``, ``"step"`` (x0.1 at 50 % and 75 %) or None."""
+    if name is None or name == "constant":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+    if name == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2, (3 * epochs) // 4], 0.1)
+    raise ValueError(f"lr schedule must be 'cosine', 'step', 'constant' or None, got {name!r}")
+
+
+def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: float = 0.05,
+          optimizer: torch.optim.Optimizer | str = "sgd", lr_schedule: str | None = "cosine",
+          weight_decay: float = 5e-4, batch_size: int = 128, seed: int = 0,
+          val_data: Dataset | DataLoader | None = None, after_step: Iterable[StepCallback] = (),
+          regularizer: Callable[[nn.Module], torch.Tensor] | None = None, max_steps: int | None = None,
+          device=None, quiet: bool = False, label_smoothing: float = 0.0) -> list[dict]:
+    """Train ``model`` in place with cross-entropy; returns one dict of statistics per epoch.
+
+    Args:
+        data: training Dataset (shuffled with ``seed``) or a ready DataLoader.
+        epochs: passes over the data. ``max_steps`` stops earlier, after that many batches in total.
+        optimizer: ``"sgd"`` (momentum 0.9), ``"adam"`` or a ready optimizer (``lr`` then unused).
+        lr_schedule: ``"cosine"``, ``"step"``, ``"constant"``/None; stepped once per epoch.
+        after_step: callbacks ``f(model, step)`` run after each optimizer step, after the masks
+            the model carries are re-applied (so pruned weights are exactly zero when they run).
+        regularizer: ``f(model) -> scalar`` added to the loss (e.g. :func:`prunekit.regularizers.l1`).
+        val_data: if given, validation accuracy is measured after each epoch.
+        quiet: no progress bar.
+
+    Returns:
+        ``[{"epoch", "loss", "train_acc", "lr", "seconds", "val_acc"?}, ...]``
+    """
+    from .pruning import enforce_masks  # local import: pruning builds on train, not the reverse
+
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    device = get_device(device)
+    model.to(device)
+    loader = _as_loader(data, batch_size, shuffle=True, seed=seed)
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(model, optimizer, lr=lr, weight_decay=weight_decay)
+    scheduler = make_scheduler(optimizer, lr_schedule, epochs)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    callbacks = list(after_step)
+    history, step = [], 0
+    for epoch in range(epochs):
+        model.train()
+        start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+        bar = _progress(loader, quiet, desc=f"epoch {epoch + 1}/{epochs}")
+        for x, y in bar:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            if regularizer is not None:
+                loss = loss + regularizer(model)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            enforce_masks(model)
+            step += 1
+            for callback in callbacks:
+                callback(model, step)
+            loss_sum += loss.item() * y.numel()
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += y.numel()
+            if not quiet and step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            if max_steps is not None and step >= max_steps:
+                break
+        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
+        if scheduler is not None:
+            scheduler.step()
+        if val_data is not None:
+            record["val_acc"] = evaluate(model, val_data, device=device)
+        history.append(record)
+        if not quiet:
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if max_steps is not None and step >= max_steps:
+            break
+    model.eval()
+    return history
+
+
+def fine_tune(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: float = 0.01,
+              **kwargs) -> list[dict]:
+    """Recover accuracy after pruning: :func:`train` with a smaller learning rate (cosine by default).
+
+    Masks the model carries are kept after every step, so pruned weights stay exactly zero.
+    Keyword arguments are passed on to :func:`train`.
+
+    Example:
+        >>> prune_layerwise(model, 0.9); fine_tune(model, train_data, epochs=2)   # doctest: +SKIP
+    """
+    return train(model, data, epochs=epochs, lr=lr, **kwargs)
