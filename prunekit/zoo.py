@@ -156,7 +156,7 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
     accuracy = evaluate(model.cpu(), test_set, device="cpu")
     info = {"name": name, "recipe": asdict(recipe), "test_accuracy": accuracy, "target": TARGETS[name],
             "train_seconds": round(seconds, 1), "device": str(device), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "machine": platform.machine(), "data": _data_record(recipe.dataset),
+            "torch": str(torch.__version__), "machine": platform.machine(), "data": _data_record(recipe.dataset),
             "parameters": sum(p.numel() for p in model.parameters()),
             "date": time.strftime("%Y-%m-%d"), "history": history}
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)

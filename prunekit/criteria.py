@@ -1,0 +1,362 @@
+"""Weight-level pruning criteria: an importance score for every single weight.
+
+Each criterion is a pure function that returns scores **shaped like the weight**, higher =
+more important (pruning removes the lowest). Feed them to the strategies of
+:mod:`prunekit.pruning` as a dict keyed by parameter name; :func:`weight_scores` builds that
+dict for a whole model:
+
+=============  ======================  ===============================================
+name           score of weight w       source
+=============  ======================  ===============================================
+magnitude      |w|                     Han et al. 2015
+l2             w²                      (same ranking as |w| within a tensor)
+random         uniform noise, seeded   the baseline every criterion must beat
+gradient       |g|                     g = dL/dw averaged over the data
+taylor         |w·g|                   Molchanov et al. 2017/2019; SNIP, Lee et al. 2019
+obd            ½·h·w²                  LeCun et al. 1990, h = diagonal of the Hessian
+wanda          |w|·‖x_j‖₂              Sun et al. 2023, x_j = j-th input feature
+movement       Σ_t w·Δw                Sanh et al. 2020 (needs fine-tuning; not in weight_scores)
+=============  ======================  ===============================================
+
+Example:
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from prunekit.models import build_model
+    >>> from prunekit.pruning import prune_global, model_sparsity
+    >>> model = build_model("lenet300")
+    >>> loader = DataLoader(TensorDataset(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))), batch_size=4)
+    >>> _ = prune_global(model, 0.5, scores=weight_scores(model, "taylor", data=loader))
+    >>> round(model_sparsity(model), 3)
+    0.5
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .activations import eval_mode, input_feature_norms, input_feature_norms_of, model_device, take_batches
+from .pruning import prunable_weights
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CRITERIA = ("magnitude", "l2", "random", "gradient", "taylor", "obd", "wanda")
+NEEDS_DATA = ("gradient", "taylor", "obd", "wanda")
+
+__all__ = ["magnitude", "magnitude_l2", "random_scores", "gradient_magnitude", "taylor", "obd",
+           "wanda", "movement", "accumulate_movement", "MovementTracker", "gradients",
+           "fisher_diagonal", "input_feature_norms", "weight_scores", "CRITERIA"]
+
+
+def _check_tensor(t, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t.detach()
+
+
+def _check_same_shape(weight, other, other_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    weight, other = _check_tensor(weight, "weight"), _check_tensor(other, other_name)
+    if weight.shape != other.shape:
+        raise ValueError(f"{other_name} must have the weight's shape {tuple(weight.shape)}, "
+                         f"got {tuple(other.shape)}")
+    return weight, other
+
+
+# ----------------------------------------------------------------------------- from the weight alone
+def magnitude(weight: torch.Tensor) -> torch.Tensor:
+    """Magnitude (L1): ``score = |w|``. Han et al. 2015, "Learning both Weights and Connections".
+
+    Example:
+        >>> magnitude(torch.tensor([[1., -2.], [3., 0.]]))
+        tensor([[1., 2.],
+                [3., 0.]])
+    """
+    return _check_tensor(weight, "weight").abs()
+
+
+def magnitude_l2(weight: torch.Tensor) -> torch.Tensor:
+    """Squared magnitude: ``score = w²``. Ranks a tensor like |w|; differs once scores are summed.
+
+    Example:
+        >>> magnitude_l2(torch.tensor([1., -2., 3.]))
+        tensor([1., 4., 9.])
+    """
+    return _check_tensor(weight, "weight") ** 2
+
+
+def random_scores(weight: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Uniform random scores in [0, 1), shaped like ``weight``: the baseline for every criterion.
+
+    A local ``torch.Generator`` is used, so the same seed gives the same scores whatever the
+    global random state (and the global state is left untouched).
+
+    Example:
+        >>> w = torch.zeros(2, 3)
+        >>> torch.equal(random_scores(w, seed=1), random_scores(w, seed=1))
+        True
+    """
+    weight = _check_tensor(weight, "weight")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(weight.shape, generator=generator).to(weight.device)
+
+
+# ----------------------------------------------------------------------------- with gradients / curvature
+def gradient_magnitude(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude: ``score = |g|`` with ``g = dL/dw`` (shaped like the weight).
+
+    Example:
+        >>> gradient_magnitude(torch.ones(2), torch.tensor([-0.5, 2.]))
+        tensor([0.5000, 2.0000])
+    """
+    _, grad = _check_same_shape(weight, grad, "grad")
+    return grad.abs()
+
+
+def taylor(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """First-order Taylor: ``score = |w·g|``, the estimated change of the loss if w is set to 0.
+
+    ``L(w = 0) - L(w) ≈ -g·w`` to first order, so ``|w·g|`` measures how much removing w matters.
+    This is SNIP's connection sensitivity (Lee et al. 2019, up to normalisation) and the
+    weight-level form of Molchanov et al. 2017/2019.
+
+    Example:
+        >>> taylor(torch.tensor([[1., -2.], [3., 0.]]), torch.tensor([[0.5, 0.5], [-1., 4.]]))
+        tensor([[0.5000, 1.0000],
+                [3.0000, 0.0000]])
+    """
+    weight, grad = _check_same_shape(weight, grad, "grad")
+    return (weight * grad).abs()
+
+
+def obd(weight: torch.Tensor, hessian_diag: torch.Tensor) -> torch.Tensor:
+    """Optimal Brain Damage saliency: ``score = ½·h·w²`` (LeCun, Denker & Solla 1990).
+
+    At a minimum the gradient vanishes, so deleting w changes the loss by about ``½·h·w²``
+    where ``h = d²L/dw²`` (cross terms of the Hessian ignored). Estimate h with
+    :func:`fisher_diagonal`.
+
+    Example:
+        >>> obd(torch.tensor([1., -2., 3.]), torch.tensor([2., 1., 0.]))
+        tensor([1., 2., 0.])
+    """
+    weight, hessian_diag = _check_same_shape(weight, hessian_diag, "hessian_diag")
+    return 0.5 * hessian_diag * weight ** 2
+
+
+def wanda(weight: torch.Tensor, input_norm: torch.Tensor) -> torch.Tensor:
+    """Wanda: ``score[i, j] = |W[i, j]| · ‖X_j‖₂`` (Sun et al. 2023, "Pruning by Weights and activations").
+
+    Args:
+        weight: Linear (out, in) or Conv2d (out, in, kh, kw).
+        input_norm: (in,) L2 norm of each input feature over calibration data
+            (:func:`prunekit.activations.input_feature_norms`); broadcast over the rows.
+
+    Example:
+        >>> wanda(torch.tensor([[1., -2.], [3., 0.]]), torch.tensor([10., 1.]))
+        tensor([[10.,  2.],
+                [30.,  0.]])
+    """
+    weight, input_norm = _check_tensor(weight, "weight"), _check_tensor(input_norm, "input_norm")
+    if weight.ndim not in (2, 4) or input_norm.ndim != 1 or input_norm.numel() != weight.shape[1]:
+        raise ValueError(f"wanda needs a weight (out, in) or (out, in, kh, kw) and input_norm (in,); "
+                         f"got weight {tuple(weight.shape)} and input_norm {tuple(input_norm.shape)}")
+    view = (1, -1) + (1,) * (weight.ndim - 2)
+    return weight.abs() * input_norm.to(weight.device).view(view)
+
+
+# ----------------------------------------------------------------------------- movement
+def movement(weight: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Movement score of one training step: ``score = w·Δw`` (Sanh et al. 2020, "Movement Pruning").
+
+    Positive when the step moves w *away from zero*, negative when it pulls w towards zero.
+    Sanh et al. write the score as ``-Σ_t g_t·w_t``; a gradient step makes ``Δw = -lr·g``, so
+    this is the same score times ``lr``. Sum it over fine-tuning steps (:func:`accumulate_movement`).
+
+    Args:
+        weight: the weight *before* the step.
+        delta: the change made by the step, ``w_after - w_before``.
+
+    Example:
+        >>> movement(torch.tensor([1., -2., 3.]), torch.tensor([0.5, 0.5, 0.]))
+        tensor([ 0.5000, -1.0000,  0.0000])
+    """
+    weight, delta = _check_same_shape(weight, delta, "delta")
+    return weight * delta
+
+
+def accumulate_movement(scores: torch.Tensor | None, weight_before: torch.Tensor,
+                        weight_after: torch.Tensor) -> torch.Tensor:
+    """Return ``scores + w_before·(w_after - w_before)`` (a new tensor); ``scores=None`` starts at 0.
+
+    Example:
+        >>> s = accumulate_movement(None, torch.tensor([1., -1.]), torch.tensor([2., -0.5]))
+        >>> accumulate_movement(s, torch.tensor([2., -0.5]), torch.tensor([3., -0.5]))
+        tensor([ 3.0000, -0.5000])
+    """
+    weight_before, weight_after = _check_same_shape(weight_before, weight_after, "weight_after")
+    step = movement(weight_before, weight_after - weight_before)
+    if scores is None:
+        return step
+    _check_same_shape(weight_before, scores, "scores")
+    return scores.detach() + step
+
+
+class MovementTracker:
+    """Accumulate movement scores during training; pass it as ``train(..., after_step=[tracker])``.
+
+    It remembers the prunable weights after each step and adds ``w·Δw`` for the next one.
+    ``tracker.scores`` is then ``{"fc1.weight": tensor, ...}``, ready for ``prune_global``.
+
+    Example:
+        >>> from prunekit.models import build_model
+        >>> model = build_model("lenet300")
+        >>> tracker = MovementTracker(model)
+        >>> with torch.no_grad():
+        ...     _ = model.fc1.weight.mul_(2.0)        # every weight moves away from 0
+        >>> tracker(model, step=1)
+        >>> bool((tracker.scores["fc1.weight"] >= 0).all())
+        True
+    """
+
+    def __init__(self, model: nn.Module, exclude: Iterable[str] = ()):
+        self.exclude = tuple(exclude)
+        self.previous = {n: w.detach().clone() for n, w in prunable_weights(model, self.exclude).items()}
+        self.scores = {n: torch.zeros_like(w) for n, w in self.previous.items()}
+
+    def __call__(self, model: nn.Module, step: int | None = None) -> None:
+        for name, weight in prunable_weights(model, self.exclude).items():
+            self.scores[name] = accumulate_movement(self.scores[name], self.previous[name], weight)
+            self.previous[name] = weight.detach().clone()
+
+
+# ----------------------------------------------------------------------------- gradient statistics
+def _loss_gradients(model, weights, data, n_batches, loss_fn, reduce):
+    """Run batches, apply ``reduce(g)`` to each batch's gradient and average over batches.
+
+    ``torch.autograd.grad`` returns the gradients without writing ``.grad``, so whatever the
+    model's ``.grad`` held before is left as it was.
+    """
+    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    frozen = [n for n, w in weights.items() if not w.requires_grad]
+    if frozen:
+        raise ValueError(f"these weights have requires_grad=False, so no gradient exists: {frozen}")
+    names, params = list(weights), list(weights.values())
+    device = model_device(model)
+    totals = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in weights.items()}
+    count = 0
+    # Eval mode: BatchNorm uses (and does not update) its running statistics, dropout is off.
+    with eval_mode(model), torch.enable_grad():
+        for x, y in take_batches(data, n_batches):
+            if y is None:
+                raise ValueError("gradient-based criteria need labelled batches (x, y); got bare inputs")
+            loss = loss_fn(model(x.to(device)), y.to(device))
+            for name, g in zip(names, torch.autograd.grad(loss, params, allow_unused=True)):
+                if g is not None:
+                    totals[name] += reduce(g.detach()).double()
+            count += 1
+    return {n: (t / count).to(weights[n].dtype) for n, t in totals.items()}
+
+
+def gradients(model: nn.Module, data, n_batches: int | None = None, loss_fn: LossFn | None = None,
+              exclude: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """Gradient of the loss for every prunable weight, **averaged over batches**.
+
+    ``g = (1/B) Σ_b dL_b/dw`` where ``L_b`` is the mean loss of batch b (cross-entropy by
+    default). With equal-sized batches this is the gradient of the mean loss over all samples.
+    Runs in eval mode (BatchNorm running statistics are used and not updated); the model's
+    mode and its ``.grad`` fields are left as they were.
+
+    Args:
+        data: DataLoader of ``(x, y)`` batches.
+        n_batches: how many batches to use (None = all).
+        loss_fn: ``loss_fn(logits, y) -> scalar``; default ``F.cross_entropy``.
+        exclude: module or parameter names to skip, as in :func:`prunekit.pruning.prunable_weights`.
+
+    Returns:
+        ``{"fc1.weight": tensor shaped like fc1.weight, ...}``.
+
+    Example:
+        >>> from prunekit.models import build_model
+        >>> batch = [(torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))]
+        >>> grads = gradients(build_model("lenet300"), batch)
+        >>> grads["fc2.weight"].shape
+        torch.Size([100, 300])
+    """
+    return _loss_gradients(model, prunable_weights(model, exclude), data, n_batches, loss_fn,
+                           reduce=lambda g: g)
+
+
+def fisher_diagonal(model: nn.Module, data, n_batches: int | None = None, loss_fn: LossFn | None = None,
+                    exclude: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """Empirical Fisher diagonal, an estimate of the Hessian diagonal h: ``h ≈ (1/B) Σ_b (dL_b/dw)²``.
+
+    For a model trained with cross-entropy, the Fisher information ``E[(dL/dw)²]`` approximates
+    the Hessian diagonal near a minimum, without second derivatives. ``L_b`` is the mean loss
+    of batch b: with batches of one sample this is the textbook empirical Fisher; larger batches
+    square an *average* gradient, which is cheaper but smaller (noise cancels inside a batch).
+    Use the result as ``hessian_diag`` in :func:`obd`. Mode and ``.grad`` are left unchanged.
+
+    Returns:
+        ``{"fc1.weight": tensor shaped like fc1.weight, ...}`` (all entries >= 0).
+
+    Example:
+        >>> from prunekit.models import build_model
+        >>> batch = [(torch.randn(2, 1, 28, 28), torch.tensor([0, 1]))]
+        >>> bool((fisher_diagonal(build_model("lenet300"), batch)["fc1.weight"] >= 0).all())
+        True
+    """
+    return _loss_gradients(model, prunable_weights(model, exclude), data, n_batches, loss_fn,
+                           reduce=lambda g: g ** 2)
+
+
+# ----------------------------------------------------------------------------- a whole model
+def weight_scores(model: nn.Module, criterion: str, data=None, n_batches: int | None = None,
+                  loss_fn: LossFn | None = None, exclude: Iterable[str] = (), seed: int = 0
+                  ) -> dict[str, torch.Tensor]:
+    """Scores of every prunable weight by a named criterion, keyed by parameter name.
+
+    Args:
+        criterion: one of ``"magnitude", "l2", "random", "gradient", "taylor", "obd", "wanda"``.
+        data: DataLoader of ``(x, y)`` batches; needed by gradient, taylor, obd (labels) and
+            wanda (inputs only).
+        n_batches: how many batches of ``data`` to use (None = all).
+        loss_fn: for gradient-based criteria; default cross-entropy.
+        exclude: layers to leave out, as in :func:`prunekit.pruning.prunable_weights`.
+        seed: for ``"random"`` (layer k uses ``seed + k``, so equal-shaped layers differ).
+
+    Returns:
+        ``{"fc1.weight": scores shaped like fc1.weight, ...}``: pass as ``scores=`` to
+        :func:`prunekit.pruning.prune_global` or :func:`prunekit.pruning.prune_layerwise`.
+
+    Example:
+        >>> from prunekit.models import build_model
+        >>> scores = weight_scores(build_model("lenet300"), "magnitude", exclude=["fc3"])
+        >>> list(scores)
+        ['fc1.weight', 'fc2.weight']
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; valid names: {', '.join(CRITERIA)} "
+                         "(movement scores come from MovementTracker during fine-tuning)")
+    if criterion in NEEDS_DATA and data is None:
+        raise ValueError(f"criterion {criterion!r} needs data=: a DataLoader of (x, y) batches "
+                         "(a few batches are enough; see n_batches)")
+    weights = prunable_weights(model, exclude)
+    if criterion == "magnitude":
+        return {n: magnitude(w) for n, w in weights.items()}
+    if criterion == "l2":
+        return {n: magnitude_l2(w) for n, w in weights.items()}
+    if criterion == "random":
+        return {n: random_scores(w, seed + k) for k, (n, w) in enumerate(weights.items())}
+    if criterion in ("gradient", "taylor"):
+        grads = gradients(model, data, n_batches, loss_fn, exclude)
+        score = gradient_magnitude if criterion == "gradient" else taylor
+        return {n: score(w, grads[n]) for n, w in weights.items()}
+    if criterion == "obd":
+        fisher = fisher_diagonal(model, data, n_batches, loss_fn, exclude)
+        return {n: obd(w, fisher[n]) for n, w in weights.items()}
+    # wanda: one pass collects the input norms of every layer.
+    module_of = {n: n.rpartition(".")[0] for n in weights}
+    norms = input_feature_norms_of(model, list(module_of.values()), data, n_batches)
+    return {n: wanda(w, norms[module_of[n]]) for n, w in weights.items()}

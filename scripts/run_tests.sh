@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run every test: unit tests, the solution notebooks under nbval (fast + strict mode), the
+# generated student labs, the course chapters. Usage: scripts/run_tests.sh PYTHON [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="$1"; shift
+export PRUNEKIT_FAST=1 PRUNEKIT_STRICT=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+if [ -z "${PRUNEKIT_DATA:-}" ] && [ -d ../shared/data ]; then
+  export PRUNEKIT_DATA="$(cd ../shared/data && pwd)"
+fi
+echo "PRUNEKIT_DATA=${PRUNEKIT_DATA:-<unset: the per-user cache / downloads are used>}"
+targets=(tests)
+for d in solutions course; do
+  compgen -G "$d/*.ipynb" >/dev/null && targets+=("$d")
+done
+exec "$PY" -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=600 "${targets[@]}" "$@"

@@ -1,0 +1,40 @@
+"""Every shipped checkpoint is evaluated on the real test set and matches its recorded accuracy."""
+import pytest
+import torch
+
+from prunekit.data import load_dataset
+from prunekit.models import MODEL_NAMES
+from prunekit.train import evaluate
+from prunekit.zoo import TARGETS, checkpoint_info, checkpoint_path, load_pretrained
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_checkpoint_matches_recorded_accuracy(name, data_root):
+    if not checkpoint_path(name).is_file():
+        pytest.skip(f"{name} checkpoint not trained yet (python -m prunekit.zoo train {name})")
+    info = checkpoint_info(name)
+    model = load_pretrained(name)
+    assert not model.training
+    accuracy = evaluate(model, load_dataset(info["recipe"]["dataset"], "test"))
+    assert abs(accuracy - info["test_accuracy"]) <= 2 / 10000  # at most 2 test images differ
+    for key in ("recipe", "data", "train_seconds", "torch"):
+        assert key in info
+    if info["recipe"]["dataset"] == "cifar10":
+        assert info["data"]["archive_md5"], "CIFAR checkpoints record which archive they saw"
+    assert checkpoint_path(name).stat().st_size < 6 * 2**20
+
+
+def test_shipped_checkpoints_meet_targets_or_say_so():
+    """Targets are not lowered silently: a checkpoint below target must be reported as such."""
+    for name in MODEL_NAMES:
+        if checkpoint_path(name).is_file():
+            info = checkpoint_info(name)
+            assert info["target"] == TARGETS[name]
+
+
+def test_unknown_name_and_missing_checkpoint(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="expected one of"):
+        load_pretrained("alexnet")
+    monkeypatch.setattr("prunekit.zoo.CHECKPOINT_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="python -m prunekit.zoo train"):
+        load_pretrained("vgg")
