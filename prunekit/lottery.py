@@ -56,6 +56,13 @@ def _build(model: ModelSource, seed: int) -> nn.Module:
     return model()
 
 
+def _check_fraction(prune_fraction: float) -> float:
+    if isinstance(prune_fraction, bool) or not isinstance(prune_fraction, (int, float)) or not 0 < prune_fraction < 1:
+        raise ValueError(f"prune_fraction must be in (0, 1): the share of surviving weights removed per round "
+                         f"(the paper uses 0.2), got {prune_fraction!r}")
+    return float(prune_fraction)
+
+
 def capture_state(at_step: int, store: dict) -> Callable[[nn.Module, int], None]:
     """An ``after_step`` callback that copies the model's state dict into ``store["state"]`` at step ``at_step``.
 
@@ -98,8 +105,12 @@ def prune_remaining(model: nn.Module, fraction: float, scope: str = "layerwise",
     ``output_half_rate``: prune the last prunable layer (the output layer of the zoo models) at
     half the rate, as Frankle & Carbin do (it is small and every weight of it matters).
     """
+    fraction = _check_fraction(fraction)
+    if scope not in ("layerwise", "global"):
+        raise ValueError(f"scope must be 'layerwise' or 'global', got {scope!r}")
     weights = prunable_weights(model, exclude)
-    output = list(weights)[-1] if output_half_rate else None
+    last = list(prunable_weights(model))[-1]
+    output = last if output_half_rate and last in weights else None
     masks = get_masks(model)
     kept = {n: masks[n].sum().item() if n in masks else w.numel() for n, w in weights.items()}
 
@@ -109,8 +120,6 @@ def prune_remaining(model: nn.Module, fraction: float, scope: str = "layerwise",
     if scope == "layerwise":
         return prune_layerwise(model, {n: new_sparsity(n, fraction / 2 if n == output else fraction)
                                        for n in weights})
-    if scope != "global":
-        raise ValueError(f"scope must be 'layerwise' or 'global', got {scope!r}")
     if output is not None:
         prune_layerwise(model, {output: new_sparsity(output, fraction / 2)})
     names = [n for n in weights if n != output]
@@ -137,13 +146,6 @@ def _train_with_mask(model: nn.Module, masks: Masks | None, train_data, val_data
     steps_per_epoch = len(train_data) if isinstance(train_data, DataLoader) else math.ceil(len(train_data) / batch_size)
     return {"remaining": remaining_fraction(model), "val_acc": accs[-1], "best_val_acc": accs[best],
             "best_epoch": best + 1, "best_step": (best + 1) * steps_per_epoch, "masks": get_masks(model)}
-
-
-def _check_fraction(prune_fraction: float) -> float:
-    if isinstance(prune_fraction, bool) or not isinstance(prune_fraction, (int, float)) or not 0 < prune_fraction < 1:
-        raise ValueError(f"prune_fraction must be in (0, 1): the share of surviving weights removed per round "
-                         f"(the paper uses 0.2), got {prune_fraction!r}")
-    return float(prune_fraction)
 
 
 # ----------------------------------------------------------------------------- IMP
@@ -175,7 +177,9 @@ def find_lottery_ticket(model: ModelSource, train_data: Dataset | DataLoader, va
         "best_step", "masks"}``; ``val_acc`` is after the last epoch, ``best_*`` at the best epoch.
 
     Example:
-        >>> rows = find_lottery_ticket(lambda: build_model("lenet300"), train, val, rounds=5, epochs=2)  # doctest: +SKIP
+        >>> rows = find_lottery_ticket(lambda: build_model("lenet300"), train_data, val_data,
+        ...                            rounds=5, epochs=2)                          # doctest: +SKIP
+        >>> [(round(r["remaining"], 2), r["val_acc"]) for r in rows]               # doctest: +SKIP
     """
     prune_fraction = _check_fraction(prune_fraction)
     if isinstance(rewind_step, bool) or not isinstance(rewind_step, int) or rewind_step < 0:
@@ -223,15 +227,22 @@ def _mask_list(masks: Masks | Sequence[Masks]) -> list[Masks]:
     return [masks] if isinstance(masks, Mapping) else list(masks)
 
 
-def _reinitialised(model: ModelSource, seed: int) -> nn.Module:
-    """A model with fresh random weights drawn with ``seed`` (``reset_parameters`` on a copy of a module)."""
-    if not isinstance(model, nn.Module):
-        return _build(model, seed)
-    fresh = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    for module in fresh.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+def _reinitialised(model: ModelSource, seed: int, original_seed: int) -> nn.Module:
+    """A model with fresh random weights drawn with ``seed`` (``reset_parameters`` on a copy of a module).
+
+    Raises if the draw reproduces the original weights (same seed as the original initialisation).
+    """
+    original = _build(model, original_seed)
+    if isinstance(model, nn.Module):
+        fresh = copy.deepcopy(model)
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    else:
+        fresh = _build(model, seed)
+    if all(torch.equal(a, b) for a, b in zip(fresh.parameters(), original.parameters())):
+        raise ValueError(f"reinit_seed={seed} reproduces the original initialisation; pick another reinit_seed")
     return fresh
 
 
@@ -242,16 +253,13 @@ def random_reinit_control(model: ModelSource, train_data: Dataset | DataLoader, 
 
     Args:
         masks: one mask dict, or a list of them (e.g. ``[r["masks"] for r in rows]``).
-        seed: data order, as in :func:`find_lottery_ticket`; ``reinit_seed`` must differ from it
-            when ``model`` is a builder function, or the "new" init would be the old one.
+        seed: data order and (for a builder function) the original initialisation, as in
+            :func:`find_lottery_ticket`. ``reinit_seed`` must give other weights (checked).
 
     Returns:
         one row per mask dict, with the same keys as :func:`find_lottery_ticket`'s.
     """
-    if not isinstance(model, nn.Module) and reinit_seed == seed:
-        raise ValueError(f"reinit_seed ({reinit_seed}) equals seed: that rebuilds the original initialisation; "
-                         "pick another reinit_seed")
-    return [{"round": i, **_train_with_mask(_reinitialised(model, reinit_seed), m, train_data, val_data,
+    return [{"round": i, **_train_with_mask(_reinitialised(model, reinit_seed, seed), m, train_data, val_data,
                                             epochs, seed, quiet, **train_kwargs)}
             for i, m in enumerate(_mask_list(masks))]
 

@@ -10,8 +10,8 @@ What it *could* save has to be measured explicitly, and each number below says w
   state dict, its gzip, and two sparse encodings (a bitmask or CSR plus the nonzero values) that
   :func:`load_sparse` decodes back to the exact weights;
 * **latency**: median seconds per batch with ``torch.utils.benchmark`` on a fixed number of CPU
-  threads. Absolute times depend on the machine and its load; compare two models with
-  :func:`latency_ratio`, which times both in the same call.
+  threads. Absolute times depend on the machine and its load; compare models with
+  :func:`compare_latency` / :func:`latency_ratio`, which time them alternately in one call.
 
 Example:
     >>> from prunekit.models import build_model
@@ -30,7 +30,7 @@ import math
 import struct
 from pathlib import Path
 from statistics import median
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -427,7 +427,8 @@ def _timer(model: nn.Module, x: torch.Tensor, threads: int):
 
 def _check_latency_args(input_shape, batch_sizes, threads) -> None:
     if not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise ValueError(f"input_shape must be positive ints without the batch dimension, got {input_shape!r}")
+        raise ValueError(f"input_shape must be positive ints without the batch dimension, "
+                         f"got {input_shape!r}")
     if not batch_sizes or not all(isinstance(b, int) and b > 0 for b in batch_sizes):
         raise ValueError(f"batch_sizes must be positive ints, got {batch_sizes!r}")
     if not isinstance(threads, int) or threads < 1:
@@ -469,38 +470,66 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_sizes: S
         model.train(was_training)
 
 
+def compare_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int],
+                    batch_sizes: Sequence[int] = (1, 64), threads: int = 1, rounds: int = 5,
+                    warmup: int = 3, min_run_time: float = 0.05) -> dict[int, dict[str, float]]:
+    """Median seconds per batch of several models timed **alternately**, for a fair comparison.
+
+    Each of ``rounds`` rounds times every model once (``blocked_autorange`` for ``min_run_time``
+    seconds); a model's result is the median over the rounds. If the machine slows down during
+    the call (another job starts), every model is affected, not just the one being timed.
+
+    Args:
+        models: ``{"dense": model, "pruned": smaller_model, ...}``, same input shape.
+
+    Returns:
+        ``{batch_size: {label: median seconds per batch}}``
+
+    Example:
+        >>> t = compare_latency({"a": build_model("lenet300"), "b": build_model("lenet300")},
+        ...                     (1, 28, 28), batch_sizes=(1,), rounds=2)
+        >>> sorted(t[1])
+        ['a', 'b']
+    """
+    _check_latency_args(input_shape, batch_sizes, threads)
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    if not models:
+        raise ValueError("models is empty: give {label: model}")
+    states = {label: m.training for label, m in models.items()}
+    try:
+        for m in models.values():
+            m.eval()
+        result = {}
+        for batch in batch_sizes:
+            timers = {label: _timer(m, _dummy_input(m, input_shape, batch), threads)
+                      for label, m in models.items()}
+            for timer in timers.values():
+                timer.timeit(warmup)
+            times = {label: [] for label in models}
+            for _ in range(rounds):
+                for label, timer in timers.items():
+                    times[label].append(timer.blocked_autorange(min_run_time=min_run_time).median)
+            result[batch] = {label: median(t) for label, t in times.items()}
+        return result
+    finally:
+        for label, m in models.items():
+            m.train(states[label])
+
+
 def latency_ratio(model_a: nn.Module, model_b: nn.Module, input_shape: Sequence[int],
                   batch_sizes: Sequence[int] = (1, 64), threads: int = 1, rounds: int = 5,
                   warmup: int = 3, min_run_time: float = 0.05) -> dict[int, float]:
     """``time(model_a) / time(model_b)`` per batch size, the two timed alternately.
 
-    Each of ``rounds`` rounds times A then B (``min_run_time`` each); the result is the median of
-    the per-round ratios, so a slow-down of the machine during the call affects both sides.
-    A ratio of 2.0 means B is twice as fast as A (e.g. A dense, B pruned: a 2x speed-up).
+    A ratio of 2.0 means B is twice as fast as A (A dense, B pruned: a 2x speed-up). Ratios
+    travel between machines much better than milliseconds do. See :func:`compare_latency`.
 
     Example:
         >>> r = latency_ratio(build_model("vgg"), build_model("vgg"), (3, 32, 32), batch_sizes=(1,))
         >>> 0.5 < r[1] < 2.0      # the same network: about 1
         True
     """
-    _check_latency_args(input_shape, batch_sizes, threads)
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
-    states = (model_a.training, model_b.training)
-    model_a.eval()
-    model_b.eval()
-    try:
-        result = {}
-        for batch in batch_sizes:
-            timers = [_timer(m, _dummy_input(m, input_shape, batch), threads) for m in (model_a, model_b)]
-            for timer in timers:
-                timer.timeit(warmup)
-            ratios = []
-            for _ in range(rounds):
-                time_a, time_b = (t.blocked_autorange(min_run_time=min_run_time).median for t in timers)
-                ratios.append(time_a / time_b)
-            result[batch] = median(ratios)
-        return result
-    finally:
-        model_a.train(states[0])
-        model_b.train(states[1])
+    times = compare_latency({"a": model_a, "b": model_b}, input_shape, batch_sizes, threads, rounds,
+                            warmup, min_run_time)
+    return {batch: t["a"] / t["b"] for batch, t in times.items()}

@@ -30,7 +30,16 @@ from torch import nn
 VGG_CHANNELS = (32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256)
 
 
-class LeNet300(nn.Sequential):
+class _Stack(nn.Sequential):
+    """An ``nn.Sequential`` whose slices are plain Sequentials: ``model[:4]`` = the first four layers."""
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):  # nn.Sequential would call our __init__ with an OrderedDict
+            return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return super().__getitem__(idx)
+
+
+class LeNet300(_Stack):
     """LeNet-300-100: a 784-300-100-10 multilayer perceptron with ReLU. Input (N, 1, 28, 28)."""
 
     def __init__(self, num_classes: int = 10):
@@ -42,7 +51,7 @@ class LeNet300(nn.Sequential):
         ]))
 
 
-class LeNet5(nn.Sequential):
+class LeNet5(_Stack):
     """LeNet-5, Caffe variant (conv 20, conv 50, fc 500). Input (N, 1, 28, 28).
 
     Caffe's version has no non-linearity after the convolutions; we add ReLU there, as most
@@ -59,7 +68,7 @@ class LeNet5(nn.Sequential):
         ]))
 
 
-class VGG(nn.Sequential):
+class VGG(_Stack):
     """A small VGG for CIFAR-10: conv-BN-ReLU blocks, max-pools, global average pool, one Linear.
 
     Args:
@@ -113,7 +122,7 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
-class ResNet20(nn.Sequential):
+class ResNet20(_Stack):
     """ResNet-20 for CIFAR-10 (He et al. 2016, section 4.2): 6n+2 layers with n = 3.
 
     Args:

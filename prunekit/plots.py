@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,6 +21,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .pruning import prunable_weights
+
+if TYPE_CHECKING:
+    from .sensitivity import SensitivityScan
 
 
 def _grid(n: int, max_cols: int = 4, size: float = 3.0) -> tuple[Figure, list]:
@@ -179,12 +182,13 @@ def plot_mask_images(mask_or_weight: torch.Tensor, image_shape: tuple[int, int] 
     return fig
 
 
-def plot_sensitivity(scan: Mapping[str, Sequence[tuple[float, float]]], baseline: float | None = None
-                     ) -> Figure:
+def plot_sensitivity(scan: Mapping[str, Sequence[tuple[float, float]]] | SensitivityScan,
+                     baseline: float | None = None) -> Figure:
     """Sensitivity analysis: accuracy when pruning ONE layer at a time, one curve per layer.
 
     Args:
-        scan: ``{"fc1.weight": [(0.5, 0.98), (0.9, 0.97), ...], "fc2.weight": [...]}``
+        scan: ``{"fc1.weight": [(0.5, 0.98), (0.9, 0.97), ...], "fc2.weight": [...]}``, or the
+            result of :func:`prunekit.sensitivity.sensitivity_scan` (its curves and baseline).
         baseline: accuracy of the unpruned model (dashed line).
 
     Example:
@@ -192,6 +196,9 @@ def plot_sensitivity(scan: Mapping[str, Sequence[tuple[float, float]]], baseline
         >>> len(fig.axes[0].lines)
         2
     """
+    if hasattr(scan, "curves"):                      # a SensitivityScan
+        baseline = scan.baseline if baseline is None else baseline
+        scan = scan.curves
     if not scan:
         raise ValueError("scan is empty: give {layer name: [(sparsity, accuracy), ...]}")
     fig, ax = plt.subplots(figsize=(5.5, 3.8))

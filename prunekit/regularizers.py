@@ -39,7 +39,7 @@ Regularizer = Callable[[nn.Module], torch.Tensor]
 
 def _check_strength(strength: float) -> float:
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-        raise ValueError(f"strength must be a number >= 0 (λ, the weight of the penalty in the loss), got {strength!r}")
+        raise ValueError(f"strength must be a number >= 0 (λ, the penalty's weight in the loss), got {strength!r}")
     return float(strength)
 
 

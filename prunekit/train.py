@@ -143,7 +143,7 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
         lr_schedule: ``"cosine"``, ``"step"``, ``"constant"``/None; stepped once per epoch.
         after_step: callbacks ``f(model, step)`` run after each optimizer step, after the masks
             the model carries are re-applied (so pruned weights are exactly zero when they run).
-        regularizer: ``f(model) -> scalar`` added to the loss (e.g. :func:`prunekit.regularizers.l1`).
+        regularizer: ``f(model) -> scalar`` added to the loss (e.g. ``prunekit.regularizers.make_regularizer("l1", 1e-5)``).
         val_data: if given, validation accuracy is measured after each epoch.
         quiet: no progress bar.
 

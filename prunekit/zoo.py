@@ -176,9 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--device", help="cpu, cuda, mps (default: automatic)")
     t.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     sub.add_parser("list", help="show the shipped checkpoints and their accuracy")
     args = parser.parse_args(argv)
     if args.command == "train":
+        if args.threads:
+            torch.set_num_threads(args.threads)
         train_zoo_model(args.name, epochs=args.epochs, device=args.device, resume=args.resume, quiet=args.quiet)
     else:
         for name in MODEL_NAMES:

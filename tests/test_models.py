@@ -30,3 +30,12 @@ def test_architectures_follow_the_papers():
 def test_unknown_model():
     with pytest.raises(ValueError, match="lenet300"):
         build_model("alexnet")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_slicing_gives_the_leading_layers(name):
+    model = build_model(name).eval()
+    head, tail = model[:3], model[3:]
+    x = torch.randn(2, *INPUT_SHAPES[name])
+    assert torch.allclose(tail(head(x)), model(x))
+    assert isinstance(model[0], torch.nn.Module)

@@ -1,0 +1,159 @@
+"""The grader: full marks for solutions, zero for fresh labs, exact losses, timeouts, tampering."""
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from prunekit.grade import format_result, grade_notebook, main
+from prunekit.release import ROOT, release_notebook
+
+
+def _cell(source, grade_id=None, points=0, solution=False):
+    meta = {}
+    if grade_id:
+        meta["nbgrader"] = {"grade": points > 0, "grade_id": grade_id, "points": points,
+                            "solution": solution, "locked": not solution}
+    return {"cell_type": "code", "metadata": meta, "source": source, "outputs": [], "execution_count": None}
+
+
+def _mini_solution():
+    """A two-exercise lab in the course's format, using a real prunekit check."""
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        _cell("import torch\nfrom prunekit.checks import check_magnitude_mask\n"),
+        _cell("def magnitude_mask(weight, sparsity):\n    ### BEGIN SOLUTION\n"
+              "    from prunekit.masks import topk_mask\n    return topk_mask(weight.abs(), sparsity)\n"
+              "    ### END SOLUTION\n", "mask_solution", solution=True),
+        _cell("assert check_magnitude_mask(magnitude_mask)\n### BEGIN HIDDEN TESTS\n"
+              "assert magnitude_mask(torch.tensor([1., -3., 2.]), 1/3).tolist() == [False, True, True]\n"
+              "### END HIDDEN TESTS\n", "mask_check", points=3),
+        _cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n",
+              "double_solution", solution=True),
+        _cell("assert double(21) == 42\n### BEGIN HIDDEN TESTS\nassert double(-1) == -2\n"
+              "### END HIDDEN TESTS\n", "double_check", points=2),
+    ]}
+
+
+@pytest.fixture
+def mini(tmp_path):
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    solution = _mini_solution()
+    (solutions / "01_mini.ipynb").write_text(json.dumps(solution))
+    lab = release_notebook(solution, name="01_mini.ipynb")
+    return solutions, solution, lab, tmp_path
+
+
+def _write(tmp_path, name, notebook):
+    path = tmp_path / name
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+def _answer(lab, index, body):
+    lab["cells"][index]["source"] = body
+
+
+def _points(result):
+    return {e.grade_id: e.points for e in result.exercises}
+
+
+def test_solution_full_marks_and_fresh_lab_zero(mini):
+    solutions, solution, lab, tmp = mini
+    full = grade_notebook(_write(tmp, "full.ipynb", solution), solutions, cell_timeout=60)
+    assert _points(full) == {"mask_check": 3, "double_check": 2} and full.total == 5 == full.max_total
+    fresh = grade_notebook(_write(tmp, "fresh.ipynb", lab), solutions, cell_timeout=60)
+    assert fresh.total == 0 and fresh.max_total == 5
+    assert "not implemented" in fresh.exercises[0].message
+
+
+def test_one_wrong_exercise_loses_exactly_its_points(mini):
+    solutions, _, lab, tmp = mini
+    _answer(lab, 1, "def magnitude_mask(weight, sparsity):\n"  # keeps the smallest weights: wrong
+                    "    k = round(sparsity * weight.numel())\n"
+                    "    idx = weight.abs().flatten().argsort(descending=True)[:k]\n"
+                    "    m = torch.ones(weight.numel(), dtype=torch.bool); m[idx] = False\n"
+                    "    return m.view_as(weight)\n")
+    _answer(lab, 3, "def double(x):\n    return x + x\n")
+    result = grade_notebook(_write(tmp, "one_wrong.ipynb", lab), solutions, cell_timeout=60)
+    assert _points(result) == {"mask_check": 0, "double_check": 2}
+    assert result.exercises[0].message.startswith("✘ magnitude_mask")
+
+
+def test_hidden_tests_count(mini):
+    solutions, _, lab, tmp = mini
+    _answer(lab, 1, "def magnitude_mask(weight, sparsity):\n    from prunekit.masks import topk_mask\n"
+                    "    return topk_mask(weight.abs(), sparsity)\n")
+    _answer(lab, 3, "def double(x):\n    return 42 if x == 21 else 0\n")  # passes the visible test only
+    result = grade_notebook(_write(tmp, "hidden.ipynb", lab), solutions, cell_timeout=60)
+    assert _points(result) == {"mask_check": 3, "double_check": 0}
+
+
+def test_infinite_loop_is_cut_by_the_timeout_and_grading_goes_on(mini):
+    solutions, _, lab, tmp = mini
+    _answer(lab, 1, "def magnitude_mask(weight, sparsity):\n    while True:\n        pass\n")
+    _answer(lab, 3, "def double(x):\n    return 2 * x\n")
+    result = grade_notebook(_write(tmp, "loop.ipynb", lab), solutions, cell_timeout=5)
+    assert _points(result) == {"mask_check": 0, "double_check": 2}
+    assert "timed out" in result.exercises[0].message
+
+
+def test_deleted_and_tampered_check_cells_score_zero(mini):
+    solutions, _, lab, tmp = mini
+    _answer(lab, 1, "def magnitude_mask(weight, sparsity):\n    return weight != 0\n"
+                    "check_magnitude_mask = lambda fn: True  # tamper with the check\n")
+    _answer(lab, 3, "def double(x):\n    return 2 * x\n")
+    lab["cells"][4]["source"] = "pass  # the check was edited away\n"
+    result = grade_notebook(_write(tmp, "tamper.ipynb", lab), solutions, cell_timeout=60)
+    assert _points(result) == {"mask_check": 0, "double_check": 0}
+    assert result.exercises[1].message == "the check cell was modified"
+    del lab["cells"][2]
+    lab["cells"][3]["source"] = _mini_solution()["cells"][4]["source"].split("### BEGIN")[0]
+    result = grade_notebook(_write(tmp, "deleted.ipynb", lab), solutions, cell_timeout=60)
+    assert _points(result) == {"mask_check": 0, "double_check": 2}
+    assert result.exercises[0].message == "the check cell was deleted"
+
+
+def test_crashing_kernel_and_garbage_files_do_not_stop_grading(mini, capsys):
+    solutions, _, lab, tmp = mini
+    _answer(lab, 1, "import os\nos._exit(1)\n")
+    crashed = _write(tmp, "crash.ipynb", lab)
+    garbage = tmp / "garbage.ipynb"
+    garbage.write_text("{not json")
+    results = [grade_notebook(crashed, solutions, cell_timeout=30), grade_notebook(garbage, solutions)]
+    assert [r.total for r in results] == [0, 0]
+    assert "not a readable notebook" in results[1].error
+    assert "total: 0 / 5" in format_result(results[0])
+
+
+def test_class_folder_csv_and_json_and_no_stray_files(mini, capsys):
+    solutions, solution, lab, tmp = mini
+    folder = tmp / "class"
+    (folder / "alice").mkdir(parents=True)
+    (folder / "bob").mkdir()
+    (folder / "alice" / "01_mini.ipynb").write_text(json.dumps(solution))
+    (folder / "bob" / "01_mini.ipynb").write_text(json.dumps(lab))
+    before = {p for p in tmp.rglob("*")}
+    cwd_before = set(os.listdir("."))
+    main([str(folder), "--solutions", str(solutions), "--csv", str(tmp / "grades.csv"),
+          "--json", str(tmp / "grades.json"), "--cell-timeout", "60"])
+    rows = list(csv.DictReader(open(tmp / "grades.csv")))
+    assert [(r["student"], r["total"], r["max_total"]) for r in rows] == [("alice", "5", "5"), ("bob", "0", "5")]
+    assert rows[0]["01_mini/mask_check"] == "3"
+    assert len(json.loads((tmp / "grades.json").read_text())) == 2
+    after = {p for p in tmp.rglob("*")}
+    assert after - before == {tmp / "grades.csv", tmp / "grades.json"}
+    assert set(os.listdir(".")) == cwd_before
+    assert "grade_id" in capsys.readouterr().out
+
+
+REAL_SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9]*.ipynb"))
+
+
+@pytest.mark.parametrize("solution", REAL_SOLUTIONS, ids=[p.stem for p in REAL_SOLUTIONS])
+def test_real_solutions_full_marks_and_labs_zero(solution):
+    full = grade_notebook(solution)
+    assert full.exercises and full.total == full.max_total, format_result(full)
+    fresh = grade_notebook(ROOT / "labs" / solution.name)
+    assert fresh.total == 0 and fresh.max_total == full.max_total, format_result(fresh)
