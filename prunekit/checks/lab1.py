@@ -147,6 +147,9 @@ def _check_exact_prune(keep: torch.Tensor, scores: torch.Tensor, sparsity: float
     if 0 < k < n:
         worst_pruned = scores[~keep].max().item()
         best_kept = scores[keep].min().item()
+        if scores[~keep].min().item() >= scores[keep].max().item():  # exactly upside down
+            rank_hint = ("you pruned the LARGEST entries: keep the high scores, prune the low ones "
+                         "(a mask is True/1 where the weight is kept)")
         expect(worst_pruned <= best_kept,
                f"{what} pruned an entry with score {worst_pruned:.4g} but kept one with {best_kept:.4g}",
                rank_hint)
@@ -228,7 +231,7 @@ def _global_case(label: str, weights: dict, sparsity: float, expected: dict | No
         flat_keep = torch.cat([keeps[n].flatten() for n in weights])
         flat_scores = torch.cat([weights[n].detach().abs().flatten().double() for n in weights])
         per_layer = {n: int((~keeps[n]).sum()) for n in weights}
-        layerwise = all(per_layer[n] == num_to_prune(weights[n].numel(), sparsity) for n in weights)
+        layerwise = all(torch.equal(keeps[n], reference_magnitude_mask(weights[n], sparsity)) for n in weights)
         hint = _GLOBAL_RANK_HINT
         if layerwise and len(weights) > 1:
             hint = "you pruned each tensor separately (layer-wise); " + _GLOBAL_RANK_HINT
@@ -581,9 +584,9 @@ def _below_case(label: str, weight: torch.Tensor, threshold: float, expected=Non
         elif torch.equal(got, weight.detach()) and not torch.equal(want, weight.detach()):
             hint = ("nothing was pruned: `if (W.abs() < t).all()` asks one question about the whole tensor; "
                     "the test must be element-wise. " + _BELOW_HINT)
-        elif bool((got[(weight < 0) & (weight.abs() >= threshold)] == 0).any()):
+        elif bool((got[(weight < 0) & (weight.abs() > threshold)] == 0).any()):
             hint = "compare |w| with the threshold: a large negative weight is not small. " + _BELOW_HINT
-        elif bool((got[weight.abs() == threshold] == 0).any()):
+        elif bool((got[(weight.abs() == threshold) & (weight != 0)] == 0).any()):
             hint = "|w| == threshold is kept: prune strictly below (<), not <=. " + _BELOW_HINT
         expect(torch.equal(got, want), f"got {describe_tensor(got)}, expected {describe_tensor(want)}", hint)
     return Case(label, run)

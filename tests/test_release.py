@@ -1,0 +1,153 @@
+"""labs/ is generated from solutions/ by `python -m prunekit.release`, deterministically."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from prunekit import release
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _code(source, **metadata):
+    return {"cell_type": "code", "execution_count": 7, "id": f"c{abs(hash(source)) % 10**8}",
+            "metadata": metadata, "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi\n"}],
+            "source": source}
+
+
+def _tiny_notebook():
+    solution = _code("# Exercise 2.1: prune it\n"
+                     "def magnitude_mask(weight, sparsity):\n"
+                     "    \"\"\"Docstring stays.\"\"\"\n"
+                     "    ### BEGIN SOLUTION\n"
+                     "    k = round(sparsity * weight.numel())\n"
+                     "    return weight\n"
+                     "    ### END SOLUTION\n"
+                     "\n"
+                     "class Pruner:\n"
+                     "    def step(self):\n"
+                     "        ### BEGIN SOLUTION\n"
+                     "        return 1\n"
+                     "        ### END SOLUTION\n",
+                     nbgrader={"grade": False, "grade_id": "ex2_1_magnitude_mask", "locked": False,
+                               "schema_version": 3, "solution": True, "task": False},
+                     execution={"iopub.execute_input": "2024-01-01T00:00:00Z"}, scrolled=True)
+    graded = _code("ok = check_magnitude_mask(magnitude_mask)\n"
+                   "### BEGIN HIDDEN TESTS\n"
+                   "assert ok\n"
+                   "### END HIDDEN TESTS\n"
+                   "magnitude_mask = use_or_reference(magnitude_mask, ok, reference_magnitude_mask)",
+                   nbgrader={"grade": True, "grade_id": "ex2_1_check", "locked": True, "points": 2,
+                             "schema_version": 3, "solution": False, "task": False},
+                   tags=["graded"])
+    answer = {"cell_type": "markdown", "id": "md1", "metadata": {"nbgrader": {"solution": True, "grade": True,
+                                                                              "grade_id": "q1", "points": 1}},
+              "source": "Why?\n### BEGIN SOLUTION\nBecause ties.\n### END SOLUTION\n"}
+    only = _code("print('solution only')", tags=["solution_only"])
+    return {"cells": [solution, graded, answer, only], "nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                         "language_info": {"name": "python", "version": "3.12.3"}, "widgets": {"state": {}}}}
+
+
+def test_release_transformation():
+    lab = release.release_notebook(_tiny_notebook(), name="02_tiny.ipynb")
+    assert len(lab["cells"]) == 3  # the solution_only cell is gone
+    solution, graded, answer = lab["cells"]
+    assert solution["source"] == ("# Exercise 2.1: prune it\n"
+                                  "def magnitude_mask(weight, sparsity):\n"
+                                  "    \"\"\"Docstring stays.\"\"\"\n"
+                                  "    raise NotImplementedError(\"Exercise 2.1: write magnitude_mask\")\n"
+                                  "\n"
+                                  "class Pruner:\n"
+                                  "    def step(self):\n"
+                                  "        raise NotImplementedError(\"Exercise 2.1: write step\")\n")
+    assert graded["source"] == ("ok = check_magnitude_mask(magnitude_mask)\n"
+                                "magnitude_mask = use_or_reference(magnitude_mask, ok, reference_magnitude_mask)")
+    assert "HIDDEN" not in graded["source"] and "assert ok" not in graded["source"]
+    assert answer["source"] == "Why?\nYOUR ANSWER HERE\n"
+    # metadata kept, volatile metadata dropped, outputs cleared
+    assert solution["metadata"] == {"nbgrader": _tiny_notebook()["cells"][0]["metadata"]["nbgrader"]}
+    assert graded["metadata"]["nbgrader"]["points"] == 2 and graded["metadata"]["tags"] == ["graded"]
+    for cell in (solution, graded):
+        assert cell["outputs"] == [] and cell["execution_count"] is None
+    assert "outputs" not in answer
+    assert lab["metadata"]["kernelspec"]["name"] == "python3"
+    assert lab["metadata"]["language_info"] == {"name": "python"} and "widgets" not in lab["metadata"]
+    assert lab["metadata"]["prunekit"]["generated_from"] == "solutions/02_tiny.ipynb"
+    nbformat.validate(nbformat.reads(release.dumps(lab), as_version=4))
+
+
+def test_release_is_deterministic_and_idempotent():
+    nb = _tiny_notebook()
+    first = release.dumps(release.release_notebook(nb, "x.ipynb"))
+    assert first == release.dumps(release.release_notebook(json.loads(json.dumps(nb)), "x.ipynb"))
+    again = release.dumps(release.release_notebook(json.loads(first), "x.ipynb"))
+    assert again == first
+    assert first.endswith("}\n") and '"cells": [' in first  # sorted keys, Jupyter's one-space indent
+    assert list(json.loads(first)) == sorted(json.loads(first))
+
+
+@pytest.mark.parametrize("source,message", [
+    ("x = 1\n### BEGIN SOLUTION\nx = 2\n### END SOLUTION\n", "top level"),
+    ("def f():\n    ### BEGIN SOLUTION\n    return 1\n", "no matching"),
+    ("def f():\n    return 1\n    ### END SOLUTION\n", "without a matching"),
+    ("def f():\n    ### BEGIN SOLUTION\n    ### BEGIN HIDDEN TESTS\n    ### END HIDDEN TESTS\n"
+     "    ### END SOLUTION\n", "nested"),
+])
+def test_release_rejects_broken_markers(source, message):
+    nb = {"cells": [_code(source)], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    with pytest.raises(release.ReleaseError, match=message):
+        release.release_notebook(nb)
+
+
+def test_cli_writes_and_checks(tmp_path):
+    solutions, labs = tmp_path / "solutions", tmp_path / "labs"
+    solutions.mkdir()
+    (solutions / "02_tiny.ipynb").write_text(json.dumps(_tiny_notebook()))
+    assert release.main(["--check", "--solutions", str(solutions), "--labs", str(labs)]) == 1
+    assert release.main(["--solutions", str(solutions), "--labs", str(labs)]) == 0
+    written = (labs / "02_tiny.ipynb").read_text()
+    assert "NotImplementedError" in written and "assert ok" not in written
+    assert release.main(["--check", "--solutions", str(solutions), "--labs", str(labs)]) == 0
+    (labs / "02_tiny.ipynb").write_text(written.replace("Docstring", "Edited"))
+    assert release.stale_labs(solutions, labs) == [f"{labs / '02_tiny.ipynb'} (stale)"]
+    (labs / "09_orphan.ipynb").write_text(written)
+    assert f"{labs / '09_orphan.ipynb'} (no solution)" in release.stale_labs(solutions, labs)
+
+
+def test_committed_labs_are_up_to_date():
+    """Fails when someone edited solutions/ (or labs/) without running `python -m prunekit.release`."""
+    if not release.solution_files(ROOT / "solutions"):
+        pytest.skip("no solution notebooks yet")
+    problems = release.stale_labs(ROOT / "solutions", ROOT / "labs")
+    assert problems == [], "run `python -m prunekit.release`: " + ", ".join(problems)
+
+
+def test_module_entry_point_check():
+    result = subprocess.run([sys.executable, "-m", "prunekit.release", "--check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_solution_notebooks_follow_conventions():
+    """Every exercise region sits in a solution cell; every graded cell is locked; grade ids are unique."""
+    for path in release.solution_files(ROOT / "solutions"):
+        nb = json.loads(path.read_text())
+        ids = []
+        for cell in nb["cells"]:
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            meta = cell.get("metadata", {}).get("nbgrader")
+            if release.BEGIN_SOLUTION in source and cell["cell_type"] == "code":
+                assert meta and meta["solution"] and not meta["grade"], (path.name, source[:80])
+            if release.BEGIN_HIDDEN in source:
+                assert meta and meta["grade"] and meta["locked"] and meta["points"] > 0, (path.name, source[:80])
+            if meta:
+                ids.append(meta["grade_id"])
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicate nbgrader grade_id"
+        tags = [t for c in nb["cells"] for t in c.get("metadata", {}).get("tags", [])]
+        assert tags.count("parameters") == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
