@@ -1,15 +1,32 @@
 """prunekit: the companion library of the pruning course.
 
-One idea per module:
+One idea per module; read them in this order:
 
-========================  ==========================================================
-``prunekit.data``         MNIST / CIFAR-10 from local files first (offline friendly)
-``prunekit.models``       LeNet-300-100, LeNet-5, a small VGG, ResNet-20
-``prunekit.train``        train / evaluate / fine_tune, seeding, device choice
-``prunekit.zoo``          pretrained checkpoints shipped with the course
-``prunekit.masks``        scores -> 0/1 masks (exact top-k, threshold, N:M)
-``prunekit.pruning``      masks on a model: layer-wise, global, kept through training
-========================  ==========================================================
+==============================  ==============================================================
+``prunekit.data``               MNIST / CIFAR-10 from local files first (offline friendly)
+``prunekit.models``             LeNet-300-100, LeNet-5, a small VGG, ResNet-20
+``prunekit.train``              train / evaluate / fine_tune, seeding, device choice
+``prunekit.zoo``                pretrained checkpoints shipped with the course
+``prunekit.masks``              scores -> 0/1 masks (exact top-k, threshold, N:M)
+``prunekit.criteria``           weight scores: |w|, w², random, |g|, |w·g|, OBD, movement, Wanda
+``prunekit.activations``        forward hooks that collect activation statistics
+``prunekit.channel_criteria``   neuron/channel scores: norms, APoZ, mean activation, Taylor, BN γ, FPGM
+``prunekit.pruning``            masks on a model: layer-wise, global, kept through training
+``prunekit.dependency``         which layers share channels (residual additions -> groups)
+``prunekit.surgery``            physically remove neurons and channels: a smaller, faster model
+``prunekit.schedules``          one-shot, iterative, gradual (AGP) pruning; stopping rules
+``prunekit.lottery``            lottery tickets with rewinding, and their controls
+``prunekit.regularizers``       L1, group lasso, BN-γ L1 (network slimming)
+``prunekit.sensitivity``        per-layer sensitivity scans; uniform / ERK / tolerance allocations
+``prunekit.measure``            parameters, nonzeros, MACs, bytes on disk, latency
+``prunekit.plots``              the course's figures
+``prunekit.widgets``            ipywidgets explorers (sparsity, schedules, masks)
+``prunekit.bench``              ``python -m prunekit.bench``: speed of pruning and of pruned models
+``prunekit.notebook``           fast/full mode, seeding and timing helpers for the notebooks
+``prunekit.checks``             the labs' automatic checks and reference implementations
+``prunekit.release``            ``python -m prunekit.release``: labs/ generated from solutions/
+``prunekit.grade``              ``python -m prunekit.grade``: grade submitted notebooks
+==============================  ==============================================================
 """
 
 __version__ = "0.1.0"

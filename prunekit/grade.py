@@ -13,9 +13,12 @@ How a submission is graded
 3. The untouched graded cells are replaced by the solution's version, *including the hidden tests*,
    and a guard cell before each one re-imports ``prunekit.checks`` so that a redefined or
    monkey-patched check cannot pass.
-4. The notebook runs in a fresh kernel, in a temporary directory, in fast and strict mode (a failing
-   check raises), with a per-cell timeout: a cell that hangs is interrupted and the run goes on.
-5. A graded cell earns its points when it runs without an error.
+4. The notebook runs in a fresh kernel, in a temporary directory, in fast mode, exactly as a learner
+   runs it (checks print ✔/✘ and never raise; failed exercises fall back to references so later
+   exercises are still graded), with a per-cell timeout: a cell that hangs is interrupted and the
+   run goes on.
+5. A graded cell earns its points when it runs without an error (hidden tests are plain asserts)
+   and none of its checks printed ✘ (wrong) or … (not implemented).
 
 The grader writes only inside a temporary directory (kernel files, caches, the notebook's own
 files) and to the output paths you give it.
@@ -69,6 +72,7 @@ class NotebookResult:
     exercises: list[ExerciseResult] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""
+    cell_errors: list[str] = field(default_factory=list)  # errors in cells that carry no points
 
     @property
     def total(self) -> float:
@@ -177,7 +181,7 @@ def _execute(notebook: dict, workdir: Path, cell_timeout: int, total_timeout: in
     import nbformat
     from nbclient import NotebookClient
 
-    env = {"PRUNEKIT_FAST": "1", "PRUNEKIT_STRICT": "1", "MPLBACKEND": "Agg",
+    env = {"PRUNEKIT_FAST": "1", "PRUNEKIT_STRICT": "0", "MPLBACKEND": "Agg",
            "PRUNEKIT_CACHE": str(workdir / "cache"), "MPLCONFIGDIR": str(workdir / "mpl"),
            "IPYTHONDIR": str(workdir / "ipython"), "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
            "JUPYTER_DATA_DIR": str(workdir / "jupyter-data")}
@@ -216,15 +220,30 @@ def _verdict(cell: dict) -> tuple[bool, str]:
     errors = [o for o in outputs if o.get("output_type") == "error"]
     if cell.get("execution_count") is None and not outputs:
         return False, "not reached (the run stopped earlier)"
+    failed = next((line for line in lines if line.startswith(("✘", "…"))), "")
     if errors:
         error = errors[0]
         if error.get("ename") in ("KeyboardInterrupt", "CellTimeoutError"):
             return False, "timed out (cell interrupted)"
-        check_line = next((line for line in lines if line.startswith(("✘", "…"))), "")
         detail = _ANSI.sub("", f"{error.get('ename')}: {error.get('evalue')}").strip()
-        return False, (check_line or detail)[:300]
+        return False, (failed or detail)[:300]  # the check's own words say more than the traceback
+    if failed:
+        return False, failed[:300]
     ok_line = next((line for line in lines if line.startswith("✔")), "passed")
     return True, ok_line[:300]
+
+
+def _cell_errors(cells: list[dict]) -> list[str]:
+    """``"cell 12: NameError: ..."`` for every cell without points that raised."""
+    found = []
+    for index, cell in enumerate(cells):
+        if cell.get("metadata", {}).get("prunekit_grade_id"):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                text = _ANSI.sub("", f"{output.get('ename')}: {output.get('evalue')}").strip()
+                found.append(f"cell {index}: {text[:200]}")
+    return found
 
 
 def grade_notebook(path: str | os.PathLike, solutions: str | os.PathLike = ROOT / "solutions",
@@ -243,7 +262,7 @@ def grade_notebook(path: str | os.PathLike, solutions: str | os.PathLike = ROOT 
         problem = _execute(notebook, Path(tmp), cell_timeout, total_timeout)
     ran = {c.get("metadata", {}).get("prunekit_grade_id"): c for c in notebook["cells"]}
     result = NotebookResult(str(path), str(solution_path), seconds=round(time.monotonic() - start, 1),
-                            error=problem)
+                            error=problem, cell_errors=_cell_errors(notebook["cells"]))
     for grade_id, cell in graded_cells(solution).items():
         max_points = float(_grade_meta(cell).get("points", 0))
         if grade_id in verdicts:
@@ -263,6 +282,8 @@ def format_result(result: NotebookResult) -> str:
     lines = [f"{result.path}  (solution: {result.solution or '?'}, {result.seconds:.0f} s)"]
     if result.error:
         lines.append(f"  note: {result.error}")
+    for problem in result.cell_errors[:5]:
+        lines.append(f"  error outside graded cells: {problem}")
     lines.append("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths + [0])).rstrip())
     for row in rows:
         lines.append("  " + "  ".join([row[0].ljust(widths[0]), row[1].rjust(widths[1]),

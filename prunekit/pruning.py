@@ -57,7 +57,8 @@ def prunable_weights(model: nn.Module, exclude: Iterable[str] = (),
     """
     exclude = set(exclude)
     module_names = {n for n, _ in model.named_modules()}
-    unknown = [e for e in exclude if e not in module_names and e.rpartition(".")[0] not in module_names]
+    unknown = [e for e in exclude if not e or (e not in module_names
+                                               and not (e.endswith(".weight") and e[:-7] in module_names))]
     if unknown:
         raise ValueError(f"exclude names not found in the model: {sorted(unknown)}")
     weights = {}

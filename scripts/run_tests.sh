@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="$1"; shift
-export PRUNEKIT_FAST=1 PRUNEKIT_STRICT=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+export PRUNEKIT_FAST=1 PRUNEKIT_STRICT=1 PRUNEKIT_WIDGETS=static MPLBACKEND=Agg PYTHONHASHSEED=0
 if [ -z "${PRUNEKIT_DATA:-}" ] && [ -d ../shared/data ]; then
   export PRUNEKIT_DATA="$(cd ../shared/data && pwd)"
 fi

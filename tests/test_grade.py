@@ -25,7 +25,7 @@ def _mini_solution():
         _cell("def magnitude_mask(weight, sparsity):\n    ### BEGIN SOLUTION\n"
               "    from prunekit.masks import topk_mask\n    return topk_mask(weight.abs(), sparsity)\n"
               "    ### END SOLUTION\n", "mask_solution", solution=True),
-        _cell("assert check_magnitude_mask(magnitude_mask)\n### BEGIN HIDDEN TESTS\n"
+        _cell("check_magnitude_mask(magnitude_mask)\n### BEGIN HIDDEN TESTS\n"
               "assert magnitude_mask(torch.tensor([1., -3., 2.]), 1/3).tolist() == [False, True, True]\n"
               "### END HIDDEN TESTS\n", "mask_check", points=3),
         _cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n",
@@ -66,6 +66,7 @@ def test_solution_full_marks_and_fresh_lab_zero(mini):
     fresh = grade_notebook(_write(tmp, "fresh.ipynb", lab), solutions, cell_timeout=60)
     assert fresh.total == 0 and fresh.max_total == 5
     assert "not implemented" in fresh.exercises[0].message
+    assert full.cell_errors == [] and full.error == ""
 
 
 def test_one_wrong_exercise_loses_exactly_its_points(mini):
@@ -155,5 +156,6 @@ REAL_SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9]*.ipynb"))
 def test_real_solutions_full_marks_and_labs_zero(solution):
     full = grade_notebook(solution)
     assert full.exercises and full.total == full.max_total, format_result(full)
+    assert not full.cell_errors and not full.error, format_result(full)
     fresh = grade_notebook(ROOT / "labs" / solution.name)
     assert fresh.total == 0 and fresh.max_total == full.max_total, format_result(fresh)

@@ -1,0 +1,608 @@
+"""Checks and reference implementations for Lab 5 (finding a good pruning strategy).
+
+=============================  ==============================================  ==============================
+exercise                       contract                                        check
+=============================  ==============================================  ==============================
+``exact_counts``               ``({name: real count}, total) -> {name: int}``:  :func:`check_exact_counts`
+                               floor or ceil each, sum exactly ``total``,
+                               largest remainders rounded up
+``scale_allocation``           ``(raw, sizes, sparsity) -> {name: sparsity}``:  :func:`check_scale_allocation`
+                               density ∝ raw (one factor ε, capped at 1),
+                               exactly ``round(s*N)`` weights pruned in all
+``best_config``                ``(results, tolerance) -> row``: sparsest row    :func:`check_best_config`
+                               within ``tolerance`` of the best *validation*
+                               accuracy
+``pareto_front``               ``([(cost, acc), ...]) -> [(cost, acc), ...]``:  :func:`check_pareto_front`
+                               non-dominated points, once each, by cost
+``nm_mask``                    ``(weight (out, in), n, m) -> mask``: keep the   :func:`check_nm_mask`
+                               ``n`` largest ``|w|`` of every ``m``
+                               consecutive inputs
+=============================  ==============================================  ==============================
+
+Each check prints one line and returns a :class:`~prunekit.checks.core.CheckResult`; the
+``reference_*`` functions are what :func:`~prunekit.checks.core.use_or_reference` falls back to.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..masks import check_sparsity
+from ..masks import nm_mask as _library_nm_mask
+from .core import Case, CheckResult, as_mask, call, describe_tensor, expect, run_check
+
+__all__ = [
+    "check_exact_counts", "check_scale_allocation", "check_best_config", "check_pareto_front", "check_nm_mask",
+    "reference_exact_counts", "reference_scale_allocation", "reference_best_config", "reference_pareto_front",
+    "reference_nm_mask", "erk_raw_density",
+]
+
+_SLACK = 1e-9   # float slack for "exactly tolerance below the best" and for remainders computed twice
+
+
+# ============================================================================ reference implementations
+def reference_exact_counts(wanted: Mapping[str, float], total: int) -> dict[str, int]:
+    """Round real-valued counts to integers that add up to exactly ``total`` (largest-remainder rounding).
+
+    Every entry gets ``floor(wanted)``; the ``total - Σ floor`` entries with the largest fractional parts
+    get one more (equal remainders: the earlier entry first). Rounding each entry on its own cannot
+    promise the sum: ``round(0.6) + round(0.6) + round(0.8) = 3``, not 2.
+    """
+    counts = {name: math.floor(w) for name, w in wanted.items()}
+    extra = int(total) - sum(counts.values())
+    if not 0 <= extra <= len(counts):
+        raise ValueError(f"the wanted counts add up to {sum(wanted.values()):.6g}, too far from total={total} "
+                         "to round to it")
+    by_remainder = sorted(wanted, key=lambda name: wanted[name] - counts[name], reverse=True)  # stable
+    for name in by_remainder[:extra]:
+        counts[name] += 1
+    return counts
+
+
+def reference_scale_allocation(raw: Mapping[str, float], sizes: Mapping[str, int], sparsity: float
+                               ) -> dict[str, float]:
+    """Per-layer sparsities whose densities are proportional to ``raw``, pruning exactly ``round(s*N)`` weights.
+
+    ``density_l = min(1, ε · raw_l)`` with one factor ε chosen so that the layers keep
+    ``K = N - round(sparsity * N)`` weights together (``N = Σ sizes``). A layer whose ``ε · raw_l`` would
+    exceed 1 stays dense and ε is recomputed over the others, until no layer exceeds 1 (the rule of
+    Evci et al. 2020's ERK allocation, where ``raw_l = Σ dims / Π dims`` of the layer's weight). The
+    real-valued pruned counts ``(1 - density_l) · n_l`` are then rounded with :func:`reference_exact_counts`.
+    """
+    sparsity = check_sparsity(sparsity)
+    if set(raw) != set(sizes) or not raw:
+        raise ValueError(f"raw and sizes need the same non-empty keys, got {sorted(raw)} and {sorted(sizes)}")
+    if any(not r > 0 for r in raw.values()):
+        raise ValueError(f"raw densities must be > 0, got {dict(raw)}")
+    total = sum(sizes.values())
+    to_prune = round(sparsity * total)
+    keep = total - to_prune
+    dense: set[str] = set()
+    while True:
+        free = [name for name in raw if name not in dense]
+        eps = (keep - sum(sizes[n] for n in dense)) / sum(raw[n] * sizes[n] for n in free) if free else 0.0
+        too_dense = [name for name in free if eps * raw[name] > 1.0]
+        if not too_dense:
+            break
+        dense.update(too_dense)   # raising ε for the others never brings a capped layer back below 1
+    wanted = {name: 0.0 if name in dense else (1.0 - eps * raw[name]) * sizes[name] for name in raw}
+    counts = reference_exact_counts(wanted, to_prune)
+    return {name: counts[name] / sizes[name] for name in raw}
+
+
+def erk_raw_density(shape: Sequence[int]) -> float:
+    """ERK's relative density of a weight (Evci et al. 2020): ``Σ dims / Π dims``, e.g. ``(in + out) / (in·out)``."""
+    return sum(shape) / math.prod(shape)
+
+
+def reference_best_config(results: Sequence[Mapping], tolerance: float) -> Mapping:
+    """The sparsest row whose ``"val_acc"`` is at least ``max(val_acc) - tolerance``.
+
+    Equal sparsity: the higher ``val_acc``; still equal: the earlier row. Only validation accuracy is read;
+    any ``"test_acc"`` in the rows is ignored on purpose (choosing with the test set biases the estimate).
+    """
+    if not results:
+        raise ValueError("best_config needs at least one result")
+    best = max(row["val_acc"] for row in results)
+    eligible = [row for row in results if row["val_acc"] >= best - tolerance - _SLACK]
+    return max(eligible, key=lambda row: (row["sparsity"], row["val_acc"]))   # max() keeps the first of equals
+
+
+def reference_pareto_front(points: Sequence[Sequence[float]]) -> list[tuple]:
+    """The points ``(cost, accuracy)`` no other point dominates (cost ≤, accuracy ≥, one of them strictly),
+    each distinct point once, sorted by cost (ascending)."""
+    unique = sorted({(p[0], p[1]) for p in points}, key=lambda p: (p[0], -p[1]))
+    front, best_acc = [], -math.inf
+    for cost, acc in unique:          # by cost, the most accurate first among equal costs
+        if acc > best_acc:
+            front.append((cost, acc))
+            best_acc = acc
+    return front
+
+
+def reference_nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """N:M mask of a 2-D weight (out, in): in every group of ``m`` consecutive inputs of a row, keep the ``n``
+    largest ``|w|`` (equal values: the earlier input). Raises ValueError unless ``in`` is a multiple of ``m``."""
+    if weight.dim() != 2:
+        raise ValueError(f"nm_mask expects a 2-D Linear weight (out, in), got shape {tuple(weight.shape)}")
+    return _library_nm_mask(weight.detach().abs(), n, m, dim=1)
+
+
+# ============================================================================ shared helpers
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _as_int(value, what: str) -> int:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    integral = isinstance(value, Integral) and not isinstance(value, bool)
+    whole_float = isinstance(value, float) and value.is_integer()
+    expect(integral or whole_float, f"{what} is {value!r} ({type(value).__name__}), expected a whole number",
+           "return int counts, e.g. math.floor(x) or int(...)")
+    return int(value)
+
+
+# ============================================================================ exact_counts
+_COUNTS_HINT = ("start from math.floor(w) for every entry; the sum falls short by a few; give one more to "
+                "that many entries, those with the LARGEST fractional parts w - floor(w)")
+
+
+def _counts_case(label: str, wanted: dict, total: int, expected: dict | None = None) -> Case:
+    def run(fn):
+        out = call(fn, wanted, total)
+        expect(isinstance(out, Mapping), f"returned {type(out).__name__}, expected a dict name -> int",
+               "return {name: count for name in wanted}")
+        expect(set(out) == set(wanted), f"returned keys {sorted(out)}, expected {sorted(wanted)}",
+               "return one count for every entry of `wanted`, under the same name")
+        counts = {name: _as_int(out[name], f"the count for {name!r}") for name in wanted}
+        got = sum(counts.values())
+        shown = {k: counts[k] for k in list(wanted)[:6]}
+        if got != total:
+            hint = _COUNTS_HINT
+            if all(c == round(w) for c, w in zip(counts.values(), wanted.values())):
+                hint = "rounding each entry on its own does not keep the sum; " + _COUNTS_HINT
+            elif all(c == math.floor(w) for c, w in zip(counts.values(), wanted.values())):
+                hint = "int()/floor alone always falls short; " + _COUNTS_HINT
+            expect(False, f"counts {shown} add up to {got}, expected exactly {total}", hint)
+        for name, w in wanted.items():
+            expect(math.floor(w) <= counts[name] <= math.ceil(w),
+                   f"{name!r}: wanted {w:.6g}, you gave {counts[name]} (must be floor or ceil)",
+                   "never move more than one unit away from a wanted count: give the extra units to "
+                   "different entries, one each")
+        up = [wanted[n] - math.floor(wanted[n]) for n in wanted if counts[n] > math.floor(wanted[n])]
+        down = [wanted[n] - math.floor(wanted[n]) for n in wanted
+                if counts[n] == math.floor(wanted[n]) and wanted[n] != math.floor(wanted[n])]
+        if up and down:
+            expect(min(up) >= max(down) - _SLACK,
+                   f"rounded up a remainder of {min(up):.3g} but rounded down one of {max(down):.3g}",
+                   "the extra units go to the entries with the largest fractional parts "
+                   "(sort by w - floor(w), descending)")
+        if expected is not None:
+            expect(counts == expected, f"counts {shown}, expected {expected}", _COUNTS_HINT)
+    return Case(label, run)
+
+
+def _counts_cases() -> list[Case]:
+    cases = [
+        _counts_case("{'a': 0.6, 'b': 0.6, 'c': 0.8}, total 2", {"a": 0.6, "b": 0.6, "c": 0.8}, 2),
+        _counts_case("whole numbers stay as they are", {"a": 3.0, "b": 7.0}, 10, {"a": 3, "b": 7}),
+        _counts_case("{'a': 10.2, 'b': 0.9, 'c': 0.9}, total 12", {"a": 10.2, "b": 0.9, "c": 0.9}, 12,
+                     {"a": 10, "b": 1, "c": 1}),
+        _counts_case("{'a': 10.2, 'b': 0.4, 'c': 0.4}, total 11 (a small layer gets the unit)",
+                     {"a": 10.2, "b": 0.4, "c": 0.4}, 11),
+        _counts_case("halves: {'a': 2.5, 'b': 2.5, 'c': 5.0}, total 10", {"a": 2.5, "b": 2.5, "c": 5.0}, 10),
+        _counts_case("float noise: 0.9 x (235200, 30000, 1000), total 239580",
+                     {"fc1": 0.9 * 235200, "fc2": 0.9 * 30000, "fc3": 0.9 * 1000}, 239580,
+                     {"fc1": 211680, "fc2": 27000, "fc3": 900}),
+        _counts_case("counts just below whole numbers (1 - 1e-9)", {"a": 4 - 1e-9, "b": 6 + 1e-9}, 10,
+                     {"a": 4, "b": 6}),
+        _counts_case("zeros, total 0", {"a": 0.0, "b": 0.0}, 0, {"a": 0, "b": 0}),
+        _counts_case("one entry", {"w": 41.7}, 42, {"w": 42}),
+    ]
+    g = _gen(51)
+    for i in range(10):
+        k = 2 + i % 6
+        total = int(torch.randint(0, 100_000 if i % 2 else 50, (), generator=g))
+        share = torch.rand(k, generator=g, dtype=torch.float64) + 0.05
+        share = share / share.sum()
+        wanted = {f"layer{j}": float(total * share[j]) for j in range(k)}
+        cases.append(_counts_case(f"random: {k} entries, total {total}", wanted, total))
+    return cases
+
+
+def check_exact_counts(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``exact_counts(wanted, total)``: integer counts, each the floor or ceil of its wanted value,
+    adding up to exactly ``total``, the entries with the largest fractional parts rounded up."""
+    return run_check("exact_counts", fn, _counts_cases(), hint=_COUNTS_HINT,
+                     passed="exact sums, floor/ceil only, largest remainders, float noise", strict=strict)
+
+
+# ============================================================================ scale_allocation
+_SCALE_HINT = ("kept K = N - round(sparsity * N); ε = (K - weights of dense layers) / Σ_free raw·n; a layer with "
+               "ε·raw > 1 becomes dense and ε is recomputed; repeat; then round the pruned counts "
+               "(1 - ε·raw)·n with exact_counts so they add up to round(sparsity * N)")
+
+
+def _real_pruned(raw: dict, sizes: dict, sparsity: float) -> tuple[dict, set]:
+    """The real-valued pruned counts of the reference rule (float64), and the layers kept dense."""
+    total = sum(sizes.values())
+    keep = total - round(sparsity * total)
+    dense: set = set()
+    while True:
+        free = [n for n in raw if n not in dense]
+        eps = (keep - sum(sizes[n] for n in dense)) / sum(raw[n] * sizes[n] for n in free) if free else 0.0
+        over = [n for n in free if eps * raw[n] > 1.0]
+        if not over:
+            return {n: 0.0 if n in dense else (1.0 - eps * raw[n]) * sizes[n] for n in raw}, dense
+        dense.update(over)
+
+
+def _scale_case(label: str, raw: dict, sizes: dict, sparsity: float, expected: dict | None = None) -> Case:
+    def run(fn):
+        out = call(fn, raw, sizes, sparsity)
+        expect(isinstance(out, Mapping), f"returned {type(out).__name__}, expected a dict name -> sparsity",
+               "return {name: sparsity for name in sizes}")
+        expect(set(out) == set(sizes), f"returned keys {sorted(out)}, expected {sorted(sizes)}",
+               "return one sparsity per layer, under the layer's name")
+        values = {}
+        for name in sizes:
+            v = out[name]
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                v = v.item()
+            expect(isinstance(v, Real) and not isinstance(v, bool),
+                   f"the sparsity for {name!r} is {v!r}, expected a number", "return plain floats")
+            values[name] = float(v)
+        bad = {n: round(v, 4) for n, v in values.items() if not 0.0 <= v <= 1.0}
+        expect(not bad, f"sparsities outside [0, 1]: {bad}",
+               "a layer whose density ε·raw exceeds 1 must be kept dense (sparsity 0) and ε recomputed for "
+               "the others")
+        counts = {n: values[n] * sizes[n] for n in sizes}
+        fractional = {n: round(c, 3) for n, c in counts.items() if abs(c - round(c)) > 1e-6}
+        expect(not fractional, f"sparsity x size is not a whole number of weights: {fractional}",
+               "return count / size where count is an int from exact_counts")
+        counts = {n: round(c) for n, c in counts.items()}
+        total, target = sum(counts.values()), round(sparsity * sum(sizes.values()))
+        shown = {n: round(values[n], 4) for n in list(sizes)[:5]}
+        wanted, dense = _real_pruned(raw, sizes, sparsity)
+        if total != target:
+            hint = _SCALE_HINT
+            if all(counts[n] == math.floor(wanted[n] + 1e-9) for n in sizes) or \
+                    all(counts[n] == round(wanted[n]) for n in sizes):
+                hint = "rounding each layer on its own misses the total: use exact_counts. " + _SCALE_HINT
+            else:
+                hint = ("did you recompute ε after keeping a layer dense (the other layers must then be "
+                        "pruned harder)? " + _SCALE_HINT)
+            expect(False, f"sparsities {shown} prune {total:,} weights in all, expected round({sparsity} x "
+                          f"{sum(sizes.values()):,}) = {target:,}", hint)
+        for name in sizes:
+            lo, hi = math.floor(wanted[name] - 1e-6), math.ceil(wanted[name] + 1e-6)
+            hint = _SCALE_HINT
+            if name in dense and counts[name] > 0:
+                hint = f"{name!r} needs a density above 1 here, so it must stay dense (sparsity 0). " + _SCALE_HINT
+            elif sum(raw.values()) and counts[name] < lo and raw[name] == max(raw.values()):
+                hint = ("raw is the relative DENSITY (fraction kept): a larger raw means a denser layer, "
+                        "not a sparser one. " + _SCALE_HINT)
+            expect(lo <= counts[name] <= hi,
+                   f"{name!r}: sparsity {values[name]:.4f} prunes {counts[name]:,} of {sizes[name]:,}, "
+                   f"expected about {wanted[name]:,.1f}", hint)
+        if expected is not None:
+            for name, e in expected.items():
+                expect(abs(values[name] - e) < 1e-9, f"{name!r}: sparsity {values[name]:.6f}, expected {e:.6f}",
+                       _SCALE_HINT)
+    return Case(label, run)
+
+
+def _shapes_to_sizes(shapes: dict) -> tuple[dict, dict]:
+    return ({n: erk_raw_density(s) for n, s in shapes.items()}, {n: math.prod(s) for n, s in shapes.items()})
+
+
+def _scale_cases() -> list[Case]:
+    from ..models import build_model
+    from ..pruning import prunable_weights
+    from ..sensitivity import erk_allocation
+
+    cases = [
+        _scale_case("equal raw, sparsity 0.5", {"a": 1.0, "b": 1.0}, {"a": 100, "b": 100}, 0.5,
+                    {"a": 0.5, "b": 0.5}),
+        _scale_case("raw {'a': 1, 'b': 2}, sizes 100 each, sparsity 0.7", {"a": 1.0, "b": 2.0},
+                    {"a": 100, "b": 100}, 0.7, {"a": 0.8, "b": 0.6}),
+        _scale_case("a small layer capped at density 1", {"a": 1.0, "b": 10.0}, {"a": 1000, "b": 10}, 0.5,
+                    {"a": 0.505, "b": 0.0}),
+        _scale_case("capping twice: c first, then b once ε has grown", {"a": 1.0, "b": 2.0, "c": 10.0},
+                    {"a": 1000, "b": 100, "c": 10}, 0.44, {"a": 0.488, "b": 0.0, "c": 0.0}),
+        _scale_case("sparsity 0 keeps everything", {"a": 1.0, "b": 3.0}, {"a": 50, "b": 70}, 0.0,
+                    {"a": 0.0, "b": 0.0}),
+        _scale_case("sparsity 1 prunes everything", {"a": 1.0, "b": 3.0}, {"a": 50, "b": 70}, 1.0,
+                    {"a": 1.0, "b": 1.0}),
+        _scale_case("fractional counts: 3 layers of 3, sparsity 0.4", {"a": 1.0, "b": 1.0, "c": 1.0},
+                    {"a": 3, "b": 3, "c": 3}, 0.4),
+    ]
+    for model_name in ("lenet300", "lenet5"):
+        weights = prunable_weights(build_model(model_name))
+        raw, sizes = _shapes_to_sizes({n: tuple(w.shape) for n, w in weights.items()})
+        for s in (0.5, 0.9, 0.98):
+            expected = erk_allocation(build_model(model_name), s)
+            cases.append(_scale_case(f"ERK on {model_name} (= prunekit's erk_allocation), sparsity {s}",
+                                     raw, sizes, s, expected))
+    g = _gen(52)
+    for i in range(8):
+        k = 2 + i % 5
+        sizes = {f"layer{j}": int(torch.randint(1, 5000, (), generator=g)) for j in range(k)}
+        raw = {n: float(torch.rand((), generator=g, dtype=torch.float64)) * 10 ** (i % 3) + 1e-3 for n in sizes}
+        s = round(float(torch.rand((), generator=g)), 3)
+        cases.append(_scale_case(f"random: {k} layers, sparsity {s}", raw, sizes, s))
+    return cases
+
+
+def check_scale_allocation(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``scale_allocation(raw, sizes, sparsity)``: densities ∝ raw (one ε, layers capped at density 1 with
+    ε recomputed), whole pruned counts adding up to exactly ``round(sparsity * Σ sizes)``."""
+    return run_check("scale_allocation", fn, _scale_cases(), hint=_SCALE_HINT,
+                     passed="exact totals, capping at density 1, = prunekit's ERK, s = 0 and 1", strict=strict)
+
+
+# ============================================================================ best_config
+_BEST_HINT = ("best = max(val_acc); keep the rows with val_acc >= best - tolerance; of those return the one "
+              "with the largest sparsity (equal sparsity: higher val_acc; still equal: the first)")
+
+
+def _row(name, val, sparsity, test=None):
+    row = {"name": name, "val_acc": val, "sparsity": sparsity}
+    if test is not None:
+        row["test_acc"] = test
+    return row
+
+
+def _best_case(label: str, results: list, tolerance: float, expected_name: str | None = None) -> Case:
+    def run(fn):
+        want = reference_best_config(results, tolerance)
+        got = call(fn, results, tolerance)
+        expect(isinstance(got, Mapping), f"returned {type(got).__name__}, expected one row (a dict) of results",
+               "return the chosen row itself, e.g. results[i]")
+        expect(any(got is row or got == row for row in results), f"returned {dict(got)!r:.80}, not a row of results",
+               "return one of the rows you were given, unchanged")
+        name = want["name"] if expected_name is None else expected_name
+        if got.get("name") != name:
+            hint = _BEST_HINT
+            best_val = max(r["val_acc"] for r in results)
+            if "test_acc" in got and got is not want and any("test_acc" in r for r in results):
+                by_test = reference_best_config([{**r, "val_acc": r["test_acc"]} for r in results], tolerance)
+                if by_test["name"] == got.get("name"):
+                    hint = ("you chose with test_acc: select on the VALIDATION accuracy only; the test set is "
+                            "opened once, after the choice")
+            if got["val_acc"] < best_val - tolerance - _SLACK:
+                hint = f"{got.get('name')!r} is more than `tolerance` below the best validation accuracy. " + _BEST_HINT
+            elif got["val_acc"] == best_val and got["sparsity"] < want["sparsity"]:
+                hint = "within the tolerance, prefer the SPARSEST row, not the most accurate. " + _BEST_HINT
+            elif abs(got["val_acc"] - (best_val - tolerance)) > 1e-12 and abs(want["val_acc"] - (best_val - tolerance)) < 1e-12:
+                hint = "a row exactly `tolerance` below the best qualifies (>=, not >). " + _BEST_HINT
+            expect(False, f"returned the row {got.get('name')!r}, expected {name!r}", hint)
+    return Case(label, run)
+
+
+def _empty_case() -> Case:
+    def run(fn):
+        try:
+            fn([], 0.01)
+        except ValueError:
+            return
+        except Exception as exc:  # noqa: BLE001
+            expect(False, f"raised {type(exc).__name__}, expected ValueError",
+                   "start with `if not results: raise ValueError(...)`")
+        expect(False, "returned instead of raising ValueError", "start with `if not results: raise ValueError(...)`")
+    return Case("empty results raise ValueError", run)
+
+
+def _best_cases() -> list[Case]:
+    grid = [_row("A", 0.98, 0.8), _row("B", 0.975, 0.9), _row("C", 0.96, 0.95)]
+    cases = [
+        _best_case("3 rows, tolerance 0.01", grid, 0.01, "B"),
+        _best_case("tolerance 0: the best validation accuracy", grid, 0.0, "A"),
+        _best_case("tolerance 0.05: everything qualifies", grid, 0.05, "C"),
+        _best_case("rows that also carry test_acc (must be ignored)",
+                   [_row("A", 0.98, 0.8, test=0.985), _row("B", 0.95, 0.95, test=0.984)], 0.01, "A"),
+        _best_case("a row exactly `tolerance` below the best qualifies",
+                   [_row("A", 0.875, 0.5), _row("B", 0.75, 0.75), _row("C", 0.625, 0.875)], 0.125, "B"),
+        _best_case("absolute, not relative, tolerance", [_row("A", 0.5, 0.5), _row("B", 0.42, 0.9)], 0.1, "B"),
+        _best_case("equal sparsity: the more accurate", [_row("A", 0.98, 0.5), _row("B", 0.97, 0.9),
+                                                        _row("C", 0.975, 0.9)], 0.02, "C"),
+        _best_case("all equal: the first", [_row("A", 0.9, 0.5), _row("B", 0.9, 0.5)], 0.0, "A"),
+        _best_case("one row", [_row("only", 0.5, 0.1)], 0.0, "only"),
+        _empty_case(),
+    ]
+    g = _gen(53)
+    for i in range(8):
+        k = 3 + 2 * i
+        rows = [_row(f"cfg{j}", round(0.9 + 0.09 * float(torch.rand((), generator=g)), 4),
+                     round(float(torch.rand((), generator=g)), 3),
+                     test=round(0.9 + 0.09 * float(torch.rand((), generator=g)), 4)) for j in range(k)]
+        cases.append(_best_case(f"random: {k} rows with test_acc, tolerance 0.01", rows, 0.01))
+    return cases
+
+
+def check_best_config(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``best_config(results, tolerance)``: the sparsest row within an absolute ``tolerance`` of the best
+    ``val_acc`` (ties: higher val_acc, then the first), never reading ``test_acc``, not reordering ``results``."""
+    return run_check("best_config", fn, _best_cases(), hint=_BEST_HINT,
+                     passed="validation only, >= tolerance, sparsest, ties, input untouched", strict=strict)
+
+
+# ============================================================================ pareto_front
+_PARETO_HINT = ("a point is dominated when another has cost <= AND accuracy >= with at least one strict; keep the "
+                "others, each distinct point once, sorted by cost (lower cost and HIGHER accuracy are better)")
+
+
+def _as_points(out, what="your front") -> list[tuple]:
+    expect(isinstance(out, (list, tuple)), f"{what} is a {type(out).__name__}, expected a list of (cost, accuracy)",
+           "return a list such as [(cost, acc), ...]")
+    points = []
+    for p in out:
+        expect(isinstance(p, (list, tuple)) and len(p) == 2, f"{what} holds {p!r:.40}, expected (cost, accuracy) pairs",
+               "return the input pairs themselves")
+        points.append((float(p[0]), float(p[1])))
+    return points
+
+
+def _pareto_case(label: str, points: list, expected: list | None = None) -> Case:
+    def run(fn):
+        got = _as_points(call(fn, points))
+        want = reference_pareto_front(points) if expected is None else expected
+        want = [(float(c), float(a)) for c, a in want]
+        if got == want:
+            return
+        hint = _PARETO_HINT
+        if len(got) != len(set(got)):
+            hint = "a point appears twice in your front: keep each distinct point once. " + _PARETO_HINT
+        elif sorted(got) == sorted(want):
+            hint = "right points, wrong order: sort the front by cost, ascending. " + _PARETO_HINT
+        elif set(got) < set(want):
+            missing = sorted(set(want) - set(got))[:3]
+            hint = (f"you dropped non-dominated points {missing}: equal points do not dominate each other "
+                    "(one of the two comparisons must be strict). " + _PARETO_HINT)
+        elif set(got) > set(want):
+            extra = sorted(set(got) - set(want))[:3]
+            hint = f"{extra} are dominated (same or higher cost, same or lower accuracy). " + _PARETO_HINT
+        elif got and want and min(a for _, a in got) < min(a for _, a in want) and \
+                max(c for c, _ in got) >= max(c for c, _ in want):
+            hint = "maximise accuracy and MINIMISE cost. " + _PARETO_HINT
+        expect(False, f"front {got[:5]}{' ...' if len(got) > 5 else ''}, expected {want[:5]}"
+                      f"{' ...' if len(want) > 5 else ''}", hint)
+    return Case(label, run)
+
+
+def _pareto_cases() -> list[Case]:
+    cases = [
+        _pareto_case("4 points, one dominated", [(1, 0.9), (2, 0.95), (3, 0.93), (0.5, 0.8)],
+                     [(0.5, 0.8), (1, 0.9), (2, 0.95)]),
+        _pareto_case("a duplicated front point appears once", [(1, 0.9), (1, 0.9), (2, 0.95)],
+                     [(1, 0.9), (2, 0.95)]),
+        _pareto_case("same cost, lower accuracy first in the list", [(1, 0.8), (1, 0.9), (2, 0.95)],
+                     [(1, 0.9), (2, 0.95)]),
+        _pareto_case("same accuracy, higher cost", [(2, 0.9), (1, 0.9)], [(1, 0.9)]),
+        _pareto_case("a dominated point given twice", [(2, 0.8), (2, 0.8), (1, 0.9)], [(1, 0.9)]),
+        _pareto_case("every point on the front, unsorted", [(3, 0.99), (1, 0.5), (2, 0.9)],
+                     [(1, 0.5), (2, 0.9), (3, 0.99)]),
+        _pareto_case("one point", [(5, 0.7)], [(5, 0.7)]),
+        _pareto_case("no points", [], []),
+        _pareto_case("ints and floats, ties everywhere", [(1, 1), (1, 1.0), (2, 1), (0, 0), (0, 0.5), (3, 2)],
+                     [(0, 0.5), (1, 1), (3, 2)]),
+    ]
+    g = _gen(54)
+    for i in range(8):
+        k = 5 + 5 * i
+        pts = [(round(float(torch.rand((), generator=g)), 1 + i % 2), round(float(torch.rand((), generator=g)), 1 + i % 2))
+               for _ in range(k)]
+        pts += pts[: i % 3]                       # some exact duplicates
+        cases.append(_pareto_case(f"random: {len(pts)} points with ties and duplicates", pts))
+    return cases
+
+
+def check_pareto_front(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``pareto_front(points)``: the non-dominated ``(cost, accuracy)`` pairs (minimise cost, maximise
+    accuracy), each distinct pair once, sorted by cost."""
+    return run_check("pareto_front", fn, _pareto_cases(), hint=_PARETO_HINT,
+                     passed="dominance both ways, ties, duplicates, sorted by cost", strict=strict)
+
+
+# ============================================================================ nm_mask
+_NM_HINT = ("view the weight as (out, in // m, m): each group is m CONSECUTIVE inputs of one row; keep the n "
+            "largest |w| of each group (torch.topk(..., k=n, dim=-1) on |w|), scatter True there, reshape back")
+
+
+def _nm_case(label: str, weight: torch.Tensor, n: int, m: int, expected=None) -> Case:
+    def run(fn):
+        keep = as_mask(call(fn, weight, n, m), weight.shape)
+        groups = keep.reshape(weight.shape[0], -1, m)
+        scores = weight.detach().abs().double().reshape(weight.shape[0], -1, m)
+        per_group = groups.sum(-1)
+        if not bool((per_group == n).all()):
+            hint = _NM_HINT
+            col_groups = keep.t().reshape(weight.shape[1], -1, m) if weight.shape[0] % m == 0 else None
+            if col_groups is not None and bool((col_groups.sum(-1) == n).all()):
+                hint = "you grouped along the OUTPUT dimension (dim 0); groups run along the inputs (dim 1). " + _NM_HINT
+            elif int(keep.sum()) == weight.numel() * (m - n) // m and m != 2 * n:
+                hint = "you kept m - n per group: n is how many to KEEP. " + _NM_HINT
+            elif int(keep.sum()) == weight.numel() * n // m:
+                hint = ("the right number overall but not n in every group: N:M is per group of m, not a "
+                        "magnitude threshold over the whole tensor. " + _NM_HINT)
+            elif bool((per_group >= n).all()):
+                hint = ("some groups keep more than n: ties at the n-th value? pick exactly n indices "
+                        "(torch.topk) instead of comparing with a threshold. " + _NM_HINT)
+            bad = (per_group != n).nonzero()[0].tolist()
+            expect(False, f"row {bad[0]}, group {bad[1]} (inputs {bad[1] * m}..{bad[1] * m + m - 1}) keeps "
+                          f"{int(per_group[bad[0], bad[1]])}, expected exactly {n} of {m}", hint)
+        if 0 < n < m:
+            kept_min = scores.masked_fill(~groups, float("inf")).min(-1).values
+            pruned_max = scores.masked_fill(groups, float("-inf")).max(-1).values
+            wrong = kept_min < pruned_max
+            if bool(wrong.any()):
+                r, gidx = wrong.nonzero()[0].tolist()
+                hint = _NM_HINT
+                if bool((kept_min <= pruned_max).all()) and bool((scores.masked_fill(~groups, float("-inf")).max(-1).values
+                                                                  <= scores.masked_fill(groups, float("inf")).min(-1).values).all()):
+                    hint = "you kept the SMALLEST weights of each group; keep the largest |w|. " + _NM_HINT
+                elif bool((weight.detach().reshape(weight.shape[0], -1, m) < 0).any()):
+                    hint = "rank by |w|: a large negative weight is important. " + _NM_HINT
+                expect(False, f"row {r}, group {gidx}: kept |w| = {kept_min[r, gidx].item():.4g} but pruned "
+                              f"|w| = {pruned_max[r, gidx].item():.4g}", hint)
+        if expected is not None:
+            expect(torch.equal(keep, torch.as_tensor(expected, dtype=torch.bool)),
+                   f"mask {describe_tensor(keep.int(), 16)}, expected "
+                   f"{describe_tensor(torch.as_tensor(expected).int(), 16)}", _NM_HINT)
+    return Case(label, run)
+
+
+def _nm_error_case() -> Case:
+    hint = "check `weight.shape[1] % m == 0` first and raise ValueError with a clear message otherwise"
+
+    def run(fn):
+        try:
+            fn(torch.ones(2, 6), 2, 4)
+        except ValueError:
+            return
+        except Exception as exc:  # noqa: BLE001
+            expect(False, f"raised {type(exc).__name__}, expected ValueError", hint)
+        expect(False, "returned a mask instead of raising ValueError", hint)
+    return Case("6 inputs are not a multiple of m = 4: ValueError", run)
+
+
+def _nm_cases() -> list[Case]:
+    square = torch.tensor([[1.0, 9.0, 2.0, 8.0], [7.0, 0.1, 0.2, 0.3], [6.0, 0.4, 0.5, 0.6], [5.0, 0.7, 0.8, 0.9]])
+    cases = [
+        _nm_case("[[4, 1, 3, 2]], 2:4", torch.tensor([[4.0, 1.0, 3.0, 2.0]]), 2, 4, [[1, 0, 1, 0]]),
+        _nm_case("negative weights, 2:4", torch.tensor([[-4.0, 1.0, 3.0, -2.0]]), 2, 4, [[1, 0, 1, 0]]),
+        _nm_case("4x4 (groups along the inputs, not the outputs), 2:4", square, 2, 4,
+                 [[0, 1, 0, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 0, 0, 1]]),
+        _nm_case("2x8, 2:4 (two groups per row)",
+                 torch.tensor([[0.1, 0.2, 0.3, 0.4, 5.0, 6.0, 7.0, 8.0], [8.0, 7.0, 6.0, 5.0, 0.4, 0.3, 0.2, 0.1]]),
+                 2, 4, [[0, 0, 1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 1, 1, 0, 0]]),
+        _nm_case("1:4", torch.tensor([[0.5, -3.0, 1.0, 2.0, 4.0, 0.0, 0.0, 0.1]]), 1, 4, [[0, 1, 0, 0, 1, 0, 0, 0]]),
+        _nm_case("3:4", torch.tensor([[0.5, -3.0, 1.0, 2.0]]), 3, 4, [[0, 1, 1, 1]]),
+        _nm_case("2:8", torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]]), 2, 8, [[0, 0, 0, 0, 0, 0, 1, 1]]),
+        _nm_case("4:4 keeps everything", torch.randn(3, 8, generator=_gen(1)), 4, 4, torch.ones(3, 8)),
+        _nm_case("ties: [[1, 1, 1, 1, 2, 2, 0, 0]], 2:4", torch.tensor([[1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 0.0, 0.0]]), 2, 4),
+        _nm_case("all equal (3x8), 2:4", torch.ones(3, 8), 2, 4),
+        _nm_case("an nn.Parameter, float64", nn.Parameter(torch.randn(4, 8, generator=_gen(2), dtype=torch.float64)),
+                 2, 4),
+        _nm_error_case(),
+    ]
+    g = _gen(55)
+    for shape, n, m in [((8, 16), 2, 4), ((5, 12), 2, 4), ((6, 16), 1, 4), ((7, 24), 2, 8), ((30, 100), 2, 4),
+                        ((100, 300), 2, 4)]:
+        w = torch.randn(shape, generator=g)
+        if shape[0] == 7:
+            w = torch.round(w * 2) / 2      # many ties
+        cases.append(_nm_case(f"random {shape}, {n}:{m}", w, n, m))
+    return cases
+
+
+def check_nm_mask(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``nm_mask(weight, n, m)``: exactly ``n`` kept in every group of ``m`` consecutive inputs (dim 1) of a
+    2-D weight, the largest ``|w|`` of the group, ties included; ValueError when ``in`` is not a multiple of ``m``."""
+    return run_check("nm_mask", fn, _nm_cases(), hint=_NM_HINT,
+                     passed="n per group of m along the inputs, |w|, ties, 1:4 2:8 3:4, shape errors", strict=strict)

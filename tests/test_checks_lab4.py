@@ -1,0 +1,365 @@
+"""Lab 4's checks: the references pass, known-wrong implementations fail with a useful hint,
+unfinished exercises report "not implemented", strict mode raises, and no check ever crashes."""
+import copy
+import math
+
+import pytest
+import torch
+
+from prunekit import checks
+from prunekit.checks import lab4
+from prunekit.lottery import random_masks_like, rewind_weights
+from prunekit.pruning import apply_masks
+from prunekit.schedules import agp_sparsity as library_agp
+from prunekit.schedules import iterative_sparsities
+
+
+def _not_implemented(*args, **kwargs):
+    raise NotImplementedError("Exercise 4.x: write it")
+
+
+NAMES = ["agp_sparsity", "iterative_targets", "prune_remaining_mask", "rewind", "early_stop", "should_stop"]
+
+
+def _check(name):
+    return getattr(lab4, f"check_{name}")
+
+
+def _reference(name):
+    return getattr(lab4, f"reference_{name}")
+
+
+def _rejects(name, fn, *hint_words):
+    result = _check(name)(fn, strict=False)
+    assert result.status == "fail", result.line
+    text = (result.message + " " + result.hint).lower()
+    for word in hint_words:
+        assert word.lower() in text, f"{word!r} not in {result.line!r}"
+    return result
+
+
+# ----------------------------------------------------------------------------- common behaviour
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_passes(name, capsys):
+    result = _check(name)(_reference(name), strict=True)
+    assert result and result.status == "pass" and result.cases >= 7
+    assert capsys.readouterr().out.startswith(f"✔ {name}: correct on")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_not_implemented(name, capsys):
+    result = _check(name)(_not_implemented, strict=False)
+    assert result.status == "not_implemented" and not result
+    assert capsys.readouterr().out.strip() == f"… {name}: not implemented yet"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_strict_mode_raises(name, monkeypatch):
+    monkeypatch.setenv("PRUNEKIT_STRICT", "1")
+    with pytest.raises(AssertionError, match=name):
+        _check(name)(_not_implemented)
+    with pytest.raises(AssertionError, match="PRUNEKIT_STRICT"):
+        _check(name)(lambda *args: None)
+    monkeypatch.setenv("PRUNEKIT_STRICT", "0")
+    assert _check(name)(lambda *args: None).status == "fail"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_never_crashes(name):
+    for fn in (None, 42, lambda *a: 1 / 0, lambda *a: "x", lambda *a: torch.zeros(3, 3, 3)):
+        result = _check(name)(fn, strict=False)
+        assert result.status == "fail", result.line
+
+
+def test_exports():
+    for name in NAMES:
+        assert f"check_{name}" in lab4.__all__ and f"reference_{name}" in lab4.__all__
+        assert getattr(checks, f"check_{name}") is _check(name)
+
+
+def test_checks_leave_the_global_rng_alone():
+    state = torch.get_rng_state()
+    for name in NAMES:
+        _check(name)(_reference(name), strict=False)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+# ----------------------------------------------------------------------------- agp_sparsity
+def _agp(exponent=3, rounding=True, swap=False, by_n=False, cap=True, before=True):
+    def agp(step, s_i, s_f, t0, n, dt):
+        if swap:
+            s_i, s_f = s_f, s_i
+        if step < t0 and before:
+            return float(s_i)
+        elapsed = max(step - t0, 0)
+        if by_n:
+            progress = elapsed / n
+        elif rounding:
+            progress = (elapsed // dt) / n
+        else:
+            progress = elapsed / (n * dt)
+        if cap:
+            progress = min(progress, 1.0)
+        return s_f + (s_i - s_f) * (1 - progress) ** exponent
+    return agp
+
+
+def test_agp_accepts_library():
+    assert lab4.check_agp_sparsity(library_agp, strict=False)
+
+
+def test_agp_wrong_implementations():
+    _rejects("agp_sparsity", _agp(exponent=2), "exponent")
+    _rejects("agp_sparsity", _agp(rounding=False), "every Δt")
+    _rejects("agp_sparsity", _agp(swap=True), "swapped")
+    _rejects("agp_sparsity", _agp(by_n=True), "n * Δt")
+    _rejects("agp_sparsity", _agp(cap=False), "after t0 + n*Δt")
+    _rejects("agp_sparsity", _agp(before=False), "before t0")
+    _rejects("agp_sparsity", lambda t, s_i, s_f, t0, n, dt: s_i + (s_f - s_i) * min(max(t - t0, 0) // dt / n, 1))
+    _rejects("agp_sparsity", lambda *args: str(_agp()(*args)), "number")
+
+
+# ----------------------------------------------------------------------------- iterative_targets
+def test_iterative_targets_accepts_library_and_other_types():
+    assert lab4.check_iterative_targets(iterative_sparsities, strict=False)
+    assert lab4.check_iterative_targets(lambda f, r: tuple(lab4.reference_iterative_targets(f, r)), strict=False)
+    assert lab4.check_iterative_targets(lambda f, r: torch.tensor(lab4.reference_iterative_targets(f, r),
+                                                                  dtype=torch.float64), strict=False)
+
+
+def test_iterative_targets_wrong_implementations():
+    _rejects("iterative_targets", lambda f, r: [f * k / r for k in range(1, r + 1)], "geometric")
+    _rejects("iterative_targets", lambda f, r: [(1 - f) ** (k / r) for k in range(1, r + 1)], "remaining fractions")
+    _rejects("iterative_targets", lambda f, r: [1 - (1 - f) ** (k / r) for k in range(r)], "k starts at 1")
+    _rejects("iterative_targets", lambda f, r: [1 - (1 - f) ** (1 / r)] * r, "per-round")
+    _rejects("iterative_targets", lambda f, r: [1 - (1 - f) ** (k / r) for k in range(r + 1)], "round 0")
+    _rejects("iterative_targets", lambda f, r: [1 - (1 - f) ** (k / r) for k in range(1, r + 1)][:-1] + [f + 1e-8])
+
+
+def test_iterative_targets_must_end_exactly_at_final():
+    def off_by_float(f, r):
+        return [1 - (1 - f) ** (k / r) + 1e-11 for k in range(1, r + 1)]
+    _rejects("iterative_targets", off_by_float, "exactly")
+
+
+# ----------------------------------------------------------------------------- prune_remaining_mask
+def _topk_of(scores, k):
+    new = torch.ones(scores.numel(), dtype=torch.bool)
+    new[torch.sort(scores.flatten(), stable=True).indices[:k]] = False
+    return new.view(scores.shape)
+
+
+def test_prune_remaining_accepts_float_masks():
+    assert lab4.check_prune_remaining_mask(
+        lambda w, m, f: lab4.reference_prune_remaining_mask(w, m, f).float(), strict=False)
+
+
+def test_prune_remaining_of_all_weights():
+    def of_all(w, m, f):   # prunes f of ALL the weights (what a per-round "sparsity" would do)
+        scores = torch.where(m.bool(), w.abs().double(), torch.tensor(math.inf, dtype=torch.float64))
+        return m.bool() & _topk_of(scores, round(f * m.numel()))
+    _rejects("prune_remaining_mask", of_all, "all the weights")
+
+
+def test_prune_remaining_ignoring_the_old_mask():
+    def fresh(w, m, f):    # re-ranks every weight: old pruned ones can come back
+        return _topk_of(w.abs(), round(f * int(m.bool().sum())))
+    _rejects("prune_remaining_mask", fresh, "revive")
+
+
+def test_prune_remaining_product_ties_with_pruned_zeros():
+    def product(w, m, f):  # (w * m).abs() ranks kept zeros with pruned ones, so a pruned one can revive
+        m = m.bool()
+        n_old = int((~m).sum())
+        return _topk_of((w * m).abs(), n_old + round(f * int(m.sum())))
+    _rejects("prune_remaining_mask", product, "revive")
+
+
+def test_prune_remaining_other_mistakes():
+    def signed(w, m, f):
+        scores = torch.where(m.bool(), w.double(), torch.tensor(math.inf, dtype=torch.float64))
+        return m.bool() & _topk_of(scores, round(f * int(m.bool().sum())))
+
+    def largest(w, m, f):
+        scores = torch.where(m.bool(), -w.abs().double(), torch.tensor(math.inf, dtype=torch.float64))
+        return m.bool() & _topk_of(scores, round(f * int(m.bool().sum())))
+
+    def truncating(w, m, f):
+        scores = torch.where(m.bool(), w.abs().double(), torch.tensor(math.inf, dtype=torch.float64))
+        return m.bool() & _topk_of(scores, int(f * int(m.bool().sum())))
+
+    def keeps_fraction(w, m, f):
+        scores = torch.where(m.bool(), w.abs().double(), torch.tensor(math.inf, dtype=torch.float64))
+        return m.bool() & _topk_of(scores, round((1 - f) * int(m.bool().sum())))
+
+    def in_place(w, m, f):
+        new = lab4.reference_prune_remaining_mask(w, m, f)
+        m.copy_(new.to(m.dtype))
+        return m
+
+    _rejects("prune_remaining_mask", signed, "negative")
+    _rejects("prune_remaining_mask", largest, "largest")
+    _rejects("prune_remaining_mask", truncating, "int()")
+    _rejects("prune_remaining_mask", keeps_fraction, "remove")
+    _rejects("prune_remaining_mask", in_place, "in place")
+    _rejects("prune_remaining_mask", lambda w, m, f: lab4.reference_prune_remaining_mask(w, m, f).flatten(), "shape")
+
+
+# ----------------------------------------------------------------------------- rewind
+def test_rewind_accepts_library_and_other_correct_styles():
+    assert lab4.check_rewind(lambda m, s, masks: rewind_weights(apply_masks(m, masks), s), strict=False)
+
+    @torch.no_grad()
+    def by_hand(model, init_state, masks):
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if name in init_state:
+                tensor.copy_(init_state[name])
+        params = dict(model.named_parameters())
+        for name, mask in masks.items():
+            params[name].mul_(mask)
+    assert lab4.check_rewind(by_hand, strict=False)
+
+
+def test_rewind_restoring_pruned_weights():
+    def no_mask(model, init_state, masks):
+        model.load_state_dict(init_state)
+        return model
+    _rejects("rewind", no_mask, "initial values back")
+
+
+def test_rewind_to_final_weights():
+    @torch.no_grad()
+    def only_mask(model, init_state, masks):   # "rewinds" to the trained weights: no rewinding at all
+        params = dict(model.named_parameters())
+        for name, mask in masks.items():
+            params[name].mul_(mask)
+        return model
+    _rejects("rewind", only_mask, "trained values")
+
+
+def test_rewind_inverted_masks():
+    @torch.no_grad()
+    def inverted(model, init_state, masks):
+        model.load_state_dict(init_state)
+        params = dict(model.named_parameters())
+        for name, mask in masks.items():
+            params[name].mul_(~mask.bool())
+        return model
+    _rejects("rewind", inverted, "kept weights")
+
+
+def test_rewind_only_masked_weights():
+    @torch.no_grad()
+    def masked_only(model, init_state, masks):
+        params = dict(model.named_parameters())
+        for name, mask in masks.items():
+            params[name].copy_(init_state[name] * mask)
+        return model
+    _rejects("rewind", masked_only, "every tensor")
+
+
+def test_rewind_parameters_but_not_buffers():
+    @torch.no_grad()
+    def params_only(model, init_state, masks):
+        for name, p in model.named_parameters():
+            p.copy_(init_state[name] * masks[name] if name in masks else init_state[name])
+        return model
+    _rejects("rewind", params_only, "batchnorm")
+
+
+def test_rewind_sharing_memory_with_init_state():
+    @torch.no_grad()
+    def aliasing(model, init_state, masks):
+        for name, p in model.named_parameters():
+            p.data = init_state[name]
+            if name in masks:
+                p.data.mul_(masks[name])
+        return model
+    _rejects("rewind", aliasing, "init_state")
+
+    @torch.no_grad()
+    def aliasing_unmasked(model, init_state, masks):
+        for name, t in model.state_dict(keep_vars=True).items():
+            t.data = init_state[name] * masks[name] if name in masks else init_state[name]
+        return model
+    _rejects("rewind", aliasing_unmasked, "shares memory")
+
+
+def test_rewind_new_objects_or_copies():
+    def new_model(model, init_state, masks):
+        fresh = copy.deepcopy(model)
+        return lab4.reference_rewind(fresh, init_state, masks)
+    _rejects("rewind", new_model, "the model itself")
+
+    @torch.no_grad()
+    def new_parameters(model, init_state, masks):
+        for name, module in model.named_modules():
+            for pname, p in list(module.named_parameters(recurse=False)):
+                full = f"{name}.{pname}" if name else pname
+                value = init_state[full].clone()
+                if full in masks:
+                    value = value * masks[full]
+                setattr(module, pname, torch.nn.Parameter(value))
+        for name, b in model.named_buffers():
+            if name in init_state:
+                b.copy_(init_state[name])
+        return model
+    _rejects("rewind", new_parameters, "new object")
+
+
+def test_rewind_without_no_grad_hint():
+    def grad_enabled(model, init_state, masks):
+        model.load_state_dict(init_state)
+        params = dict(model.named_parameters())
+        for name, mask in masks.items():
+            params[name].mul_(mask)
+        return model
+    _rejects("rewind", grad_enabled, "no_grad")
+
+
+def test_rewind_with_random_masks_like_is_still_checked():
+    # random_masks_like masks are plain bool dicts: the reference handles them like any mask
+    model = lab4._rewind_model(0, False)
+    init = copy.deepcopy(model.state_dict())
+    masks = random_masks_like({"fc1.weight": torch.rand(6, 8) > 0.5}, seed=3)
+    lab4.reference_rewind(model, init, masks)
+    assert bool((model.fc1.weight[~masks["fc1.weight"]] == 0).all())
+
+
+# ----------------------------------------------------------------------------- early_stop
+def test_early_stop_wrong_implementations():
+    def last_best(curve):
+        best = max(a for _, a in curve)
+        return [c for c in curve if c[1] == best][-1]
+
+    def index(curve):
+        accs = [a for _, a in curve]
+        i = accs.index(max(accs))
+        return i, accs[i]
+
+    _rejects("early_stop", last_best, "earliest")
+    _rejects("early_stop", index, "not the index")
+    _rejects("early_stop", lambda curve: tuple(curve[-1]), "last point")
+    _rejects("early_stop", lambda curve: min(curve, key=lambda c: c[1]), "worst")
+    _rejects("early_stop", lambda curve: max(curve), "highest")   # max by step
+    _rejects("early_stop", lambda curve: max(c[1] for c in curve), "pair")
+
+
+def test_early_stop_accepts_lists():
+    assert lab4.check_early_stop(lambda curve: list(lab4.reference_early_stop(curve)), strict=False)
+
+
+# ----------------------------------------------------------------------------- should_stop
+def test_should_stop_wrong_implementations():
+    _rejects("should_stop", lambda h, tol: h[-1] < h[-2] - tol if len(h) > 1 else False, "previous round")
+    _rejects("should_stop", lambda h, tol: h[-1] < max(h) - tol, "best round")
+    _rejects("should_stop", lambda h, tol: h[-1] <= h[0] - tol, "strict <")
+    _rejects("should_stop", lambda h, tol: h[-1] < h[0] - tol / 100, "fraction")
+    _rejects("should_stop", lambda h, tol: any(a < h[0] - tol for a in h), "dense")
+    _rejects("should_stop", lambda h, tol: int(h[-1] < h[0] - tol), "bool")
+
+
+def test_should_stop_accepts_numpy_and_tensor_bools():
+    import numpy as np
+    assert lab4.check_should_stop(lambda h, tol: np.float64(h[-1]) < np.float64(h[0]) - tol, strict=False)
+    assert lab4.check_should_stop(lambda h, tol: torch.tensor(h[-1] < h[0] - tol), strict=False)
