@@ -156,6 +156,7 @@ def prepare(submission: dict, solution: dict) -> tuple[dict, dict[str, str]]:
             cells.append(_code_cell(_source(official[grade_id]), grade_id=grade_id))
             continue
         clean = copy.deepcopy(cell)
+        clean["source"] = _source(cell)  # nbformat files store lines; nbclient wants one string
         if clean.get("cell_type") == "code":
             clean["outputs"], clean["execution_count"] = [], None
             clean.get("metadata", {}).pop("nbgrader", None)  # only official cells count

@@ -46,6 +46,10 @@ def mini(tmp_path):
 
 
 def _write(tmp_path, name, notebook):
+    """Write as Jupyter does: sources split into lines (the grader must accept both forms)."""
+    notebook = json.loads(json.dumps(notebook))
+    for cell in notebook["cells"]:
+        cell["source"] = cell["source"].splitlines(keepends=True)
     path = tmp_path / name
     path.write_text(json.dumps(notebook))
     return path
