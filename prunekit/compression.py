@@ -130,9 +130,11 @@ def transform_weights(model: nn.Module, fn: Callable[[torch.Tensor], torch.Tenso
 
 
 # ============================================================================ weight sharing
-def _nearest(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest codebook entry for each value (the lowest index on ties)."""
-    return (values[:, None] - codebook[None, :]).abs().argmin(dim=1)
+def _nearest(values: torch.Tensor, codebook: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
+    """Index of the nearest codebook entry for each value (the lowest index on ties), in chunks of values
+    so that the (values x clusters) distance matrix stays small."""
+    return torch.cat([(part[:, None] - codebook[None, :]).abs().argmin(dim=1) for part in values.split(chunk)]) \
+        if values.numel() else torch.zeros(0, dtype=torch.long, device=values.device)
 
 
 def kmeans_share(weight: torch.Tensor, n_clusters: int, iters: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,7 +291,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) ->
 def distill(student: nn.Module, data, teacher_logits: torch.Tensor, epochs: int = 1, lr: float = 0.01,
             temperature: float = 4.0, alpha: float = 0.9, loss_fn: Callable = distillation_loss,
             batch_size: int = 128, weight_decay: float = 5e-4, seed: int = 0,
-            after_step: Iterable[Callable] = (), max_steps: int | None = None) -> list[dict]:
+            after_step: Iterable[Callable] = (), max_steps: int | None = None, val_data=None) -> list[dict]:
     """Train ``student`` in place on ``loss_fn(student(x), teacher_logits[batch], y, temperature, alpha)``.
 
     SGD (momentum 0.9), cosine learning rate over the epochs; masks the student carries are re-applied
@@ -298,10 +300,13 @@ def distill(student: nn.Module, data, teacher_logits: torch.Tensor, epochs: int 
     Args:
         data: an in-memory dataset with ``.x`` and ``.y`` (:func:`prunekit.notebook.preload`).
         teacher_logits: ``(len(data), C)``, precomputed once with :func:`predict_logits`.
+        val_data: if given, validation accuracy is measured after each epoch (``"val_acc"``).
 
     Returns:
-        ``[{"epoch", "loss", "train_acc"}, ...]``.
+        ``[{"epoch", "loss", "train_acc", "val_acc"?}, ...]``.
     """
+    from .train import evaluate
+
     x_all, y_all = data.x, data.y
     if len(teacher_logits) != len(y_all):
         raise ValueError(f"teacher_logits has {len(teacher_logits)} rows, the data {len(y_all)} examples")
@@ -329,6 +334,8 @@ def distill(student: nn.Module, data, teacher_logits: torch.Tensor, epochs: int 
                 break
         scheduler.step()
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)})
+        if val_data is not None:
+            history[-1]["val_acc"] = evaluate(student, val_data)
         if max_steps is not None and step >= max_steps:
             break
     student.eval()
@@ -508,11 +515,14 @@ def _encode_shared(name, weight, indices, index_bits, huffman, relative_fn, leng
     k = codebook.numel()
     gaps, fillers = relative_fn(weight.detach().cpu(), index_bits)
     gaps, fillers = torch.as_tensor(gaps).long(), torch.as_tensor(fillers).bool()
-    positions = positions_from_gaps(gaps, fillers)
+    in_range = len(gaps) == len(fillers) and bool((gaps >= 1).all()) and bool((gaps <= 2 ** index_bits).all())
+    positions = positions_from_gaps(gaps, fillers) if in_range else None
+    if not in_range or not torch.equal(positions, torch.nonzero(weight.detach().flatten().cpu()).flatten()):
+        raise ValueError(f"{name}: relative indices do not match the nonzeros or the {index_bits}-bit range")
     symbols = torch.full((len(gaps),), k, dtype=torch.long)
     symbols[~fillers] = indices.flatten().cpu()[positions]
-    if bool((symbols[~fillers] < 0).any()) or bool((gaps < 1).any()) or bool((gaps > 2 ** index_bits).any()):
-        raise ValueError(f"{name}: relative indices do not match the nonzeros / the {index_bits}-bit range")
+    if bool((symbols[~fillers] < 0).any()):
+        raise ValueError(f"{name}: a nonzero weight has index -1")
     table_w, stream_w = _stream(symbols.numpy(), k + 1, max(1, math.ceil(math.log2(k + 1))), huffman, lengths_fn)
     table_g, stream_g = _stream((gaps - 1).numpy(), 2 ** index_bits, index_bits, huffman, lengths_fn)
     head = struct.pack("<HBBI", k, index_bits, int(huffman), len(gaps)) + _raw32(codebook)

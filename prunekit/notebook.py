@@ -53,8 +53,10 @@ def fast_mode(default: bool = False) -> bool:
     """The run mode: ``$PRUNEKIT_FAST`` when it is set, else ``default`` (the notebook's parameter).
 
     Example:
-        >>> fast_mode(False)          # doctest: +SKIP   (True when CI exports PRUNEKIT_FAST=1)
+        >>> fast_mode(False)   # doctest: +SKIP
         False
+
+        (``True`` when CI exports ``PRUNEKIT_FAST=1``.)
     """
     if not isinstance(default, bool):
         raise TypeError(f"FAST must be True or False, got {default!r}")

@@ -6,7 +6,8 @@ One source: a solution notebook follows nbgrader's conventions, and this module 
   ``raise NotImplementedError("Exercise 1.2: write magnitude_mask")`` (the exercise number is read from
   an ``Exercise N.M`` comment in the cell, the name from the enclosing ``def``); in a Markdown answer
   cell the region becomes ``YOUR ANSWER HERE``;
-* lines between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` are removed;
+* lines between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` are removed, and so are nbval
+  marker lines (``# NBVAL_CHECK_OUTPUT`` ...), which mean nothing to a learner;
 * cells tagged ``solution_only`` are dropped;
 * outputs, execution counts and execution metadata are cleared;
 * the file is written deterministically (nbformat 4, sorted keys, one-space indent, source split into
@@ -19,6 +20,7 @@ Usage::
 
     python -m prunekit.release            # write labs/NN_name.ipynb for every solutions/NN_name.ipynb
     python -m prunekit.release --check    # exit 1 and list the labs that are stale or missing
+    python -m prunekit.release 01_weight_pruning   # only this one
 
 Example:
     >>> cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": 3,
@@ -34,7 +36,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Iterable
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -45,6 +47,7 @@ VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime", "
 VOLATILE_NOTEBOOK_METADATA = ("widgets", "papermill", "toc", "varInspector")
 ROOT = Path(__file__).resolve().parent.parent
 
+_NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 _EXERCISE = re.compile(r"Exercise\s+(\d+(?:\.\d+)*)")
 _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(")
 
@@ -102,6 +105,9 @@ def _replace_regions(source: str, where: str, markdown: bool) -> str:
             continue
         if stripped in (END_SOLUTION, END_HIDDEN):
             raise ReleaseError(f"{where}: '{stripped}' on line {i + 1} without a matching BEGIN")
+        if not markdown and _NBVAL_MARKER.match(lines[i]):
+            i += 1
+            continue
         out.append(lines[i])
         i += 1
     text = "".join(out)
@@ -167,32 +173,45 @@ def lab_text(solution_path: Path) -> str:
     return dumps(release_notebook(notebook, name=Path(solution_path).name))
 
 
-def solution_files(solutions: Path) -> list[Path]:
-    """The released notebooks: ``NN_name.ipynb`` in the solutions folder (checkpoint copies ignored)."""
-    return sorted(p for p in Path(solutions).glob("[0-9]*.ipynb") if p.is_file())
+def solution_files(solutions: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """The released notebooks: ``NN_name.ipynb`` in the solutions folder (checkpoint copies ignored).
+
+    ``names`` keeps only some of them, given as ``"01_weight_pruning"``, ``"01_weight_pruning.ipynb"``
+    or a path to the file; an unknown name raises ReleaseError.
+    """
+    found = sorted(p for p in Path(solutions).glob("[0-9]*.ipynb") if p.is_file())
+    if names is None:
+        return found
+    wanted = {Path(n).stem for n in names}
+    unknown = wanted - {p.stem for p in found}
+    if unknown:
+        raise ReleaseError(f"no solution notebook {sorted(unknown)} in {solutions}")
+    return [p for p in found if p.stem in wanted]
 
 
-def stale_labs(solutions: Path = ROOT / "solutions", labs: Path = ROOT / "labs") -> list[str]:
+def stale_labs(solutions: Path = ROOT / "solutions", labs: Path = ROOT / "labs",
+               names: Iterable[str] | None = None) -> list[str]:
     """Problems with the committed labs: ``"labs/x.ipynb (stale)"``, ``(missing)`` or ``(no solution)``."""
     problems = []
-    expected = {p.name: p for p in solution_files(solutions)}
+    expected = {p.name: p for p in solution_files(solutions, names)}
     for name, source in expected.items():
         target = Path(labs) / name
         if not target.is_file():
             problems.append(f"{target} (missing)")
         elif target.read_text(encoding="utf-8") != lab_text(source):
             problems.append(f"{target} (stale)")
-    for lab in sorted(Path(labs).glob("[0-9]*.ipynb")):
+    for lab in sorted(Path(labs).glob("[0-9]*.ipynb")) if names is None else []:
         if lab.name not in expected:
             problems.append(f"{lab} (no solution)")
     return problems
 
 
-def write_labs(solutions: Path = ROOT / "solutions", labs: Path = ROOT / "labs") -> list[Path]:
-    """Write every lab whose text differs from what its solution generates; returns those written."""
+def write_labs(solutions: Path = ROOT / "solutions", labs: Path = ROOT / "labs",
+               names: Iterable[str] | None = None) -> list[Path]:
+    """Write every lab (or only ``names``) whose text differs from what its solution generates."""
     written = []
     Path(labs).mkdir(parents=True, exist_ok=True)
-    for source in solution_files(solutions):
+    for source in solution_files(solutions, names):
         target = Path(labs) / source.name
         text = lab_text(source)
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
@@ -203,21 +222,23 @@ def write_labs(solutions: Path = ROOT / "solutions", labs: Path = ROOT / "labs")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prunekit.release", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="only these notebooks, e.g. 01_weight_pruning (default: all)")
     parser.add_argument("--check", action="store_true", help="only verify; exit 1 if labs/ is out of date")
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions", help="default: %(default)s")
     parser.add_argument("--labs", type=Path, default=ROOT / "labs", help="default: %(default)s")
     args = parser.parse_args(argv)
+    names = args.names or None
     try:
         if args.check:
-            problems = stale_labs(args.solutions, args.labs)
+            problems = stale_labs(args.solutions, args.labs, names)
             for problem in problems:
                 print(problem)
             if problems:
                 print("run `python -m prunekit.release` to regenerate the labs", file=sys.stderr)
                 return 1
-            print(f"{len(solution_files(args.solutions))} lab(s) up to date")
+            print(f"{len(solution_files(args.solutions, names))} lab(s) up to date")
             return 0
-        written = write_labs(args.solutions, args.labs)
+        written = write_labs(args.solutions, args.labs, names)
     except ReleaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

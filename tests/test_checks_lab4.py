@@ -91,7 +91,7 @@ def _agp(exponent=3, rounding=True, swap=False, by_n=False, cap=True, before=Tru
             s_i, s_f = s_f, s_i
         if step < t0 and before:
             return float(s_i)
-        elapsed = max(step - t0, 0)
+        elapsed = max(step - t0, 0) if before else step - t0
         if by_n:
             progress = elapsed / n
         elif rounding:
@@ -113,7 +113,7 @@ def test_agp_wrong_implementations():
     _rejects("agp_sparsity", _agp(rounding=False), "every Δt")
     _rejects("agp_sparsity", _agp(swap=True), "swapped")
     _rejects("agp_sparsity", _agp(by_n=True), "n * Δt")
-    _rejects("agp_sparsity", _agp(cap=False), "after t0 + n*Δt")
+    _rejects("agp_sparsity", _agp(cap=False), "stays at s_f")
     _rejects("agp_sparsity", _agp(before=False), "before t0")
     _rejects("agp_sparsity", lambda t, s_i, s_f, t0, n, dt: s_i + (s_f - s_i) * min(max(t - t0, 0) // dt / n, 1))
     _rejects("agp_sparsity", lambda *args: str(_agp()(*args)), "number")
@@ -341,7 +341,7 @@ def test_early_stop_wrong_implementations():
     _rejects("early_stop", index, "not the index")
     _rejects("early_stop", lambda curve: tuple(curve[-1]), "last point")
     _rejects("early_stop", lambda curve: min(curve, key=lambda c: c[1]), "worst")
-    _rejects("early_stop", lambda curve: max(curve), "highest")   # max by step
+    _rejects("early_stop", lambda curve: max(curve), "maximum accuracy")   # max by step
     _rejects("early_stop", lambda curve: max(c[1] for c in curve), "pair")
 
 

@@ -49,3 +49,52 @@ def test_lab_runs_unsolved_in_fast_mode(path, monkeypatch, tmp_path):
     verdicts = re.findall(r"^[✔✘] \w+: .*$", out, re.MULTILINE)
     assert not verdicts, f"an unsolved exercise must neither pass nor fail its check: {verdicts}"
     assert list(tmp_path.iterdir()) == [], f"{path.name} left files in its working directory"
+
+
+# ----------------------------------------------------------------------------- the notebook plumbing the labs use
+def test_fast_mode_and_budget(monkeypatch):
+    from prunekit import notebook
+
+    monkeypatch.delenv("PRUNEKIT_FAST", raising=False)
+    assert notebook.fast_mode(False) is False and notebook.fast_mode(True) is True
+    monkeypatch.setenv("PRUNEKIT_FAST", "1")
+    assert notebook.fast_mode(False) is True
+    monkeypatch.setenv("PRUNEKIT_FAST", "0")
+    assert notebook.fast_mode(True) is False
+    monkeypatch.setenv("PRUNEKIT_FAST", "ture")
+    with pytest.raises(ValueError, match="PRUNEKIT_FAST"):
+        notebook.fast_mode(False)
+    with pytest.raises(TypeError):
+        notebook.fast_mode("yes")
+    assert notebook.budget(True, fast=1, full=5) == 1 and notebook.budget(False, fast=[1], full=[5]) == [5]
+
+
+def test_setup_is_reproducible(monkeypatch):
+    import torch
+
+    from prunekit import notebook
+
+    monkeypatch.delenv("PRUNEKIT_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        env = notebook.setup(seed=3, fast=True, quiet=True)
+        first = torch.rand(3)
+        notebook.setup(seed=3, fast=True, quiet=True)
+        assert torch.equal(first, torch.rand(3))
+        assert env.threads == 1 and env.fast and env.seed == 3 and "FAST" in str(env)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_in_memory_loader_order_depends_only_on_seed():
+    import torch
+
+    from prunekit import notebook
+
+    ds = notebook.InMemory(torch.arange(20.0).view(20, 1), torch.arange(20))
+    order = lambda seed: torch.cat([y for _, y in notebook.loader(ds, 6, shuffle=True, seed=seed)]).tolist()
+    assert order(1) == order(1) != order(2)
+    assert sorted(order(1)) == list(range(20))
+    assert [len(y) for _, y in notebook.loader(ds, 6)] == [6, 6, 6, 2]
+    with pytest.raises(TypeError):
+        notebook.loader(list(range(3)))

@@ -37,7 +37,8 @@ def _tiny_notebook():
                      nbgrader={"grade": False, "grade_id": "ex2_1_magnitude_mask", "locked": False,
                                "schema_version": 3, "solution": True, "task": False},
                      execution={"iopub.execute_input": "2024-01-01T00:00:00Z"}, scrolled=True)
-    graded = _code("ok = check_magnitude_mask(magnitude_mask)\n"
+    graded = _code("# NBVAL_CHECK_OUTPUT\n"
+                   "ok = check_magnitude_mask(magnitude_mask)\n"
                    "### BEGIN HIDDEN TESTS\n"
                    "assert ok\n"
                    "### END HIDDEN TESTS\n"
@@ -118,6 +119,12 @@ def test_cli_writes_and_checks(tmp_path):
     assert release.stale_labs(solutions, labs) == [f"{labs / '02_tiny.ipynb'} (stale)"]
     (labs / "09_orphan.ipynb").write_text(written)
     assert f"{labs / '09_orphan.ipynb'} (no solution)" in release.stale_labs(solutions, labs)
+    # naming notebooks restricts both commands to them (other authors' labs are left alone)
+    (solutions / "03_other.ipynb").write_text(json.dumps(_tiny_notebook()))
+    assert release.main(["02_tiny", "--solutions", str(solutions), "--labs", str(labs)]) == 0
+    assert not (labs / "03_other.ipynb").exists()
+    assert release.main(["--check", "02_tiny.ipynb", "--solutions", str(solutions), "--labs", str(labs)]) == 0
+    assert release.main(["--check", "07_unknown", "--solutions", str(solutions), "--labs", str(labs)]) == 2
 
 
 def test_committed_labs_are_up_to_date():

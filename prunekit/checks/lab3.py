@@ -178,8 +178,8 @@ def _l2_cases() -> list[Case]:
     cases = [
         _l2_case("3 filters of shape (1, 1, 2): [3, -4], [1, 0], [0, 0]", w, [5.0, 1.0, 0.0]),
         _l2_case("a filter whose weights sum to zero", signs, [2.0, 2.0]),
-        _l2_case("2 filters x 3 input channels x 1x1", torch.tensor([[1.0, 2.0, 2.0], [0.0, -3.0, 4.0]]).view(2, 3, 1, 1),
-                 [3.0, 5.0]),
+        _l2_case("2 filters x 3 input channels x 1x1",
+                 torch.tensor([[1.0, 2.0, 2.0], [0.0, -3.0, 4.0]]).view(2, 3, 1, 1), [3.0, 5.0]),
         _l2_case("an nn.Parameter (requires grad)", nn.Parameter(torch.tensor([[[[6.0, 8.0]]], [[[-1.0, 0.0]]]])),
                  [10.0, 1.0]),
     ]
@@ -408,9 +408,10 @@ def _surgery_case(label: str, seed: int, c_in: int, c: int, c_out: int, keep, bi
                    "build new modules (copy the kept slices into them); never assign to or modify the inputs' "
                    "weights: the caller still uses the original model")
         expect(torch.equal(keep_t, keep_before), "your function changed `keep`")
+        length = f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""
         expect(isinstance(out, (tuple, list)) and len(out) == 3,
-               f"returned {type(out).__name__}{' of length ' + str(len(out)) if isinstance(out, (tuple, list)) else ''}, "
-               "expected a tuple (new_conv, new_bn, new_next_conv)", "return new_conv, new_bn, new_next")
+               f"returned {type(out).__name__}{length}, expected a tuple (new_conv, new_bn, new_next_conv)",
+               "return new_conv, new_bn, new_next")
         new_conv, new_bn, new_next = out
         for got, cls, what in ((new_conv, nn.Conv2d, "new conv"), (new_bn, nn.BatchNorm2d, "new bn"),
                                (new_next, nn.Conv2d, "new next_conv")):
@@ -541,7 +542,8 @@ def _macs_case(label: str, conv: nn.Conv2d, hw, expected: int | None = None) -> 
         out = fn(conv, hw)
         expect(all(torch.equal(before[k], v) for k, v in conv.state_dict().items()), "your function changed the conv",
                "only read the layer's attributes (in_channels, kernel_size, stride...) or run it on a copy")
-        expect(isinstance(out, int) or (isinstance(out, torch.Tensor) and out.numel() == 1 and not out.is_floating_point())
+        whole_tensor = isinstance(out, torch.Tensor) and out.numel() == 1 and not out.is_floating_point()
+        expect((isinstance(out, int) and not isinstance(out, bool)) or whole_tensor
                or (isinstance(out, float) and out == int(out)),
                f"returned {out!r:.40} ({type(out).__name__}), expected a whole number", "return an int")
         got = int(out)
@@ -574,7 +576,8 @@ def _macs_cases() -> list[Case]:
         _macs_case("groups=2: each output reads half the inputs", conv(8, 4, 3, padding=1, groups=2), (6, 6),
                    6 * 6 * 4 * 4 * 9),
         _macs_case("non-square 5x3 kernel on a 12x7 input", conv(3, 5, (5, 3)), (12, 7), 8 * 5 * 5 * 3 * 15),
-        _macs_case("a pruned layer: 128->77 channels on 8x8", conv(128, 77, 3, padding=1), (8, 8), 8 * 8 * 77 * 128 * 9),
+        _macs_case("a pruned layer: 128->77 channels on 8x8", conv(128, 77, 3, padding=1), (8, 8),
+                   8 * 8 * 77 * 128 * 9),
     ]
     g = _gen(35)
     for i in range(6):

@@ -151,8 +151,6 @@ def _agp_variants(step, s_i, s_f, t0, n, dt) -> dict[str, float]:
             s_f if before else s_i + (s_f - s_i) * (1 - k / n) ** 3,
         "the ramp lasts n * Δt steps: divide (t - t0) by n * Δt (or count events k = (t - t0) // Δt and use k / n)":
             s_i if before else s_f + (s_i - s_f) * (1 - by_n) ** 3,
-        "before t0 (start_step) nothing is pruned yet beyond initial_sparsity: return s_i there":
-            s_f + (s_i - s_f) * (1 - k / n) ** 3 if before else math.nan,
     }
 
 
@@ -166,8 +164,10 @@ def _agp_case(label: str, params: Sequence[tuple], expected: Sequence[float] | N
             if abs(value - want) <= 1e-9:
                 continue
             hint = _AGP_HINT
-            if step > t0 + n * dt and value > s_f + 1e-9 or value < min(s_i, s_f) - 1e-9:
-                hint = "after t0 + n*Δt the sparsity stays at s_f: cap the number of pruning events at n"
+            if step < t0:
+                hint = "before t0 (start_step) the sparsity is initial_sparsity: return s_i there"
+            elif step >= t0 + n * dt:
+                hint = "from t0 + n*Δt on the sparsity stays at s_f: cap the number of pruning events at n"
             for text, wrong in _agp_variants(step, s_i, s_f, t0, n, dt).items():
                 if abs(value - wrong) <= 1e-9:
                     hint = text
@@ -178,6 +178,7 @@ def _agp_case(label: str, params: Sequence[tuple], expected: Sequence[float] | N
 
 def _agp_cases() -> list[Case]:
     cases = [
+        _agp_case("t = 3 of a 10-step ramp to 0.8: 0.8 * (1 - 0.7³) = 0.5256", [(3, 0.0, 0.8, 0, 10, 1)], [0.5256]),
         _agp_case("t = 5 of a 10-step ramp to 0.8: 0.8 * (1 - 0.5³) = 0.7", [(5, 0.0, 0.8, 0, 10, 1)], [0.7]),
         _agp_case("frequency 4: t = 7 rounds down to t = 4", [(7, 0.0, 0.8, 0, 5, 4)], [0.3904]),
         _agp_case("before start_step: s_i", [(3, 0.1, 0.9, 10, 5, 2), (0, 0.25, 0.5, 1, 3, 1)], [0.1, 0.25]),
@@ -236,7 +237,8 @@ def _iter_case(final: float, rounds: int, expected: Sequence[float] | None = Non
             per_round = [1 - (1 - final) ** (1 / rounds)] * rounds
             for wrong, text in ((linear, "equal steps of sparsity prune a growing share of what is left; prune "
                                          "the same fraction of the REMAINING weights each round (geometric)"),
-                                (keeps, "those are the remaining fractions; return sparsities 1 - (1 - final)**(k / rounds)"),
+                                (keeps, "those are the remaining fractions; return sparsities "
+                                        "1 - (1 - final)**(k / rounds)"),
                                 (shifted, "k starts at 1: the first target is already above 0"),
                                 (per_round, "that is the per-round fraction p; return the cumulative sparsity after "
                                             "each round")):
@@ -302,9 +304,10 @@ def _remain_case(label: str, weight: torch.Tensor, mask: torch.Tensor, fraction:
             newly, still = keep & ~new, new
             worst_still, best_newly = mags[still].min().item(), mags[newly].max().item()
             hint = _REMAIN_HINT
-            if bool((weight.detach()[newly] <= weight.detach()[still].min()).all()):
+            signed = weight.detach().double()
+            if _is_bottom(newly, signed, keep) and not _is_bottom(newly, mags, keep):
                 hint = "rank by magnitude |w|, not by signed value: a large negative weight matters"
-            elif bool((mags[newly] >= mags[still].max()).all()):
+            elif _is_bottom(newly, -mags, keep):
                 hint = "you pruned the LARGEST weights; prune the smallest |w|"
             expect(best_newly <= worst_still, f"pruned a surviving weight with |w| = {best_newly:.4g} but kept one "
                    f"with |w| = {worst_still:.4g}", hint)
@@ -315,8 +318,16 @@ def _remain_case(label: str, weight: torch.Tensor, mask: torch.Tensor, fraction:
     return Case(label, run)
 
 
+def _is_bottom(chosen: torch.Tensor, scores: torch.Tensor, among: torch.Tensor) -> bool:
+    """``chosen`` (a subset of ``among``) holds the lowest ``scores`` of ``among`` (any tie-break)."""
+    rest = among & ~chosen
+    if not chosen.any() or not rest.any():
+        return True
+    return scores[chosen].max().item() <= scores[rest].min().item()
+
+
 def _remain_cases() -> list[Case]:
-    w = torch.tensor([0.5, -0.1, 0.3, -0.9, 0.2, 0.05, -0.7, 0.6, 0.01, 0.4])
+    w = torch.tensor([0.5, -0.1, 0.3, 0.9, 0.2, 0.05, -0.7, 0.6, 0.01, 0.4])
     all_kept = torch.ones(10, dtype=torch.bool)
     half = torch.tensor([1, 0, 1, 1, 0, 0, 1, 1, 0, 1], dtype=torch.bool)
     cases = [
@@ -544,7 +555,7 @@ def _stop_case(label: str, history: list[float], tolerance: float, expected: boo
         out = call(fn, history, tolerance)
         if isinstance(out, torch.Tensor) and out.numel() == 1 and out.dtype == torch.bool:
             out = bool(out)
-        expect(isinstance(out, bool) or type(out).__name__ == "bool_",
+        expect(isinstance(out, bool) or type(out).__module__ == "numpy" and type(out).__name__ in ("bool", "bool_"),
                f"returned {type(out).__name__} {out!r:.40}, expected True or False", "return a bool")
         hint = _STOP_HINT
         if len(history) > 2 and bool(out) == (history[-1] < history[-2] - tolerance) and bool(out) != expected:
@@ -562,13 +573,13 @@ def _stop_case(label: str, history: list[float], tolerance: float, expected: boo
 def _stop_cases() -> list[Case]:
     return [
         _stop_case("a big drop", [0.75, 0.25], 0.25, True),
+        _stop_case("tolerance is a fraction", [0.98, 0.975], 0.01, False),
         _stop_case("a drop of exactly the tolerance is fine", [0.75, 0.5], 0.25, False),
         _stop_case("only the dense model", [0.75], 0.0, False),
         _stop_case("better than dense", [0.5, 0.75, 0.875], 0.0, False),
         _stop_case("compared with dense, not the best round", [0.5, 0.875, 0.75, 0.75], 0.0, False),
         _stop_case("compared with dense, not the previous round", [0.75, 0.5, 0.5], 0.125, True),
         _stop_case("an earlier dip does not matter", [0.75, 0.5, 0.875], 0.0, False),
-        _stop_case("tolerance is a fraction", [0.98, 0.975], 0.01, False),
         _stop_case("0.5 points below with tolerance 0.25 points", [0.98, 0.975], 0.0025, True),
     ]
 

@@ -1,2 +1,639 @@
-"""Checks for Lab 6 (filled in by the lab's author)."""
-__all__: list[str] = []
+"""Checks and reference implementations for Lab 6 (compression beyond pruning).
+
+=============================  ==============================================  ====================================
+exercise                       contract                                        check
+=============================  ==============================================  ====================================
+``quantize_int8``              ``(weight, per_channel=False, scale=None) ->    :func:`check_quantize_int8`
+                               (q int8, scale)``: symmetric, max|w|/127,
+                               round, clamp to [-127, 127]; per channel = dim 0
+``dequantize``                 ``(q, scale) -> float32 q·scale`` (a per-         :func:`check_dequantize`
+                               channel scale multiplies dim 0)
+``kmeans_share``               ``(weight, n_clusters, iters) -> (codebook,      :func:`check_kmeans_share`
+                               indices)``: 1-d k-means of the NONZERO weights,
+                               linear init, index -1 at zeros
+``distillation_loss``          ``(s, t, labels, T, alpha) -> scalar``:          :func:`check_distillation_loss`
+                               ``alpha·T²·KL(p_t‖p_s) + (1-alpha)·CE(s, y)``
+``relative_indices``           ``(weight, index_bits) -> (gaps, fillers)``:     :func:`check_relative_indices`
+                               nonzero positions as gaps <= 2**b, fillers
+``huffman_code_lengths``       ``(counts) -> [length per symbol]``: optimal     :func:`check_huffman_code_lengths`
+                               prefix code, 0 for unused symbols
+=============================  ==============================================  ====================================
+
+The references are prunekit's own functions (:mod:`prunekit.compression`). Each check prints one line and
+returns a :class:`~prunekit.checks.core.CheckResult`.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import compression
+from .core import Case, CheckFailed, CheckResult, call, describe_tensor, expect, run_check
+
+__all__ = [
+    "check_quantize_int8", "check_dequantize", "check_kmeans_share", "check_distillation_loss",
+    "check_relative_indices", "check_huffman_code_lengths",
+    "reference_quantize_int8", "reference_dequantize", "reference_kmeans_share", "reference_distillation_loss",
+    "reference_relative_indices", "reference_huffman_code_lengths",
+]
+
+
+# ============================================================================ reference implementations
+def reference_quantize_int8(weight: torch.Tensor, per_channel: bool = False,
+                            scale: torch.Tensor | float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8: ``scale = max|w| / 127`` (per tensor, or per output channel = dim 0),
+    ``q = clamp(round(w / scale), -127, 127)`` as int8; a given ``scale`` is used as is (values clipped)."""
+    return compression.quantize_linear(weight, bits=8, per_channel=per_channel, scale=scale)
+
+
+def reference_dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``q · scale`` as float32; a per-channel scale ``(out,)`` multiplies dim 0 of ``q``."""
+    return compression.dequantize_linear(q, scale)
+
+
+def reference_kmeans_share(weight: torch.Tensor, n_clusters: int, iters: int = 20
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Han et al. 2016's weight sharing: 1-d k-means of the nonzero weights, linear initialisation over
+    ``[min, max]``, ``iters`` assign/update rounds, then a final assignment; index -1 at zeros."""
+    return compression.kmeans_share(weight, n_clusters, iters)
+
+
+def reference_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                                temperature: float = 4.0, alpha: float = 0.9) -> torch.Tensor:
+    """Hinton et al. 2015: ``alpha · T² · KL(softmax(t/T) ‖ softmax(s/T)) + (1 − alpha) · CE(s, labels)``,
+    KL summed over classes and averaged over the batch, teacher detached."""
+    return compression.distillation_loss(student_logits, teacher_logits, labels, temperature, alpha)
+
+
+def reference_relative_indices(weight: torch.Tensor, index_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nonzero positions of ``weight.flatten()`` as gaps in ``[1, 2**b]`` from position -1, with filler
+    entries (each a jump of exactly ``2**b``) before a larger gap (Han et al. 2016, Fig. 2)."""
+    return compression.relative_indices(weight, index_bits)
+
+
+def reference_huffman_code_lengths(counts) -> list[int]:
+    """Optimal prefix-code lengths (Huffman 1952); 0 for unused symbols, 1 for a lone used symbol."""
+    return compression.huffman_code_lengths(counts)
+
+
+# ============================================================================ shared helpers
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _sparse_weight(shape, sparsity: float, seed: int, heavy: bool = True) -> torch.Tensor:
+    """A float32 weight with Laplace-like values (a few large ones, as trained layers have) and zeros."""
+    g = _gen(seed)
+    values = torch.randn(shape, generator=g) * 0.05
+    if heavy:
+        values = values * torch.empty(shape).exponential_(1.0, generator=g)
+    keep = torch.rand(shape, generator=g) >= sparsity
+    return values * keep
+
+
+def _pair(out) -> tuple:
+    expect(isinstance(out, (tuple, list)) and len(out) == 2,
+           f"returned {type(out).__name__}, expected a tuple of two tensors",
+           "end with `return q, scale` (or `return codebook, indices` / `return gaps, fillers`)")
+    return tuple(out)
+
+
+# ============================================================================ quantize_int8
+_Q_HINT = ("scale = max|w| / 127 (per tensor), or per output channel (dim 0) with "
+           "`weight.abs().flatten(1).amax(dim=1) / 127`; q = round(w / scale), clamp to [-127, 127], "
+           "THEN `.to(torch.int8)`")
+
+
+def _as_scale(scale, per_channel: bool, out_channels: int) -> torch.Tensor:
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and not per_channel:
+        return torch.tensor(float(scale), dtype=torch.float64)
+    expect(isinstance(scale, torch.Tensor), f"scale is a {type(scale).__name__}, expected a tensor",
+           "return the scale as a tensor (shape () per tensor, (out_channels,) per channel)")
+    expect(scale.is_floating_point(), f"scale has dtype {scale.dtype}, expected a float tensor", _Q_HINT)
+    if per_channel:
+        expect(scale.numel() == out_channels,
+               f"per-channel scale has {scale.numel()} entries (shape {tuple(scale.shape)}), expected "
+               f"{out_channels}: one per output channel",
+               "per channel = one scale per entry of dim 0 (a row of a Linear weight, a filter of a conv): "
+               "reduce over every dim except dim 0" if scale.numel() > 1 else
+               "with per_channel=True compute one scale per output channel (dim 0), not one for the whole tensor")
+        return scale.detach().reshape(-1).double()
+    expect(scale.numel() == 1, f"per-tensor scale has shape {tuple(scale.shape)}, expected one number",
+           "per_channel=False: one scale for the whole tensor, max|w| / 127")
+    return scale.detach().reshape(()).double()
+
+
+def _diagnose_scale(got: torch.Tensor, want: torch.Tensor) -> str:
+    for factor, text in ((127 / 128, "divide by 127, not 128: the symmetric int8 range is [-127, 127]"),
+                         (127 / 255, "divide by 127, not 255: 255 levels is the full unsigned range; symmetric "
+                                     "int8 uses 127 on each side of zero"),
+                         (127 / 256, "divide by 127, not 256"),
+                         (127.0, "scale = max|w| / 127 (you used max|w|)"), (1 / 127, "scale = max|w| / 127")):
+        if torch.allclose(got, want * factor, rtol=1e-5, atol=0):
+            return text
+    return _Q_HINT
+
+
+def _quant_case(label: str, weight: torch.Tensor, per_channel: bool, scale=None, expected_q=None) -> Case:
+    def run(fn):
+        kwargs = {"per_channel": per_channel} if scale is None else {"per_channel": per_channel, "scale": scale}
+        q, s = _pair(call(fn, weight, **kwargs))
+        ref_q, ref_s = reference_quantize_int8(weight, per_channel, scale)
+        out_channels = weight.shape[0] if weight.dim() else 1
+        expect(isinstance(q, torch.Tensor), f"q is a {type(q).__name__}, expected a tensor", _Q_HINT)
+        expect(tuple(q.shape) == tuple(weight.shape), f"q has shape {tuple(q.shape)}, expected {tuple(weight.shape)}")
+        expect(q.dtype == torch.int8, f"q has dtype {q.dtype}, expected torch.int8",
+               "round and clamp first, then convert with `.to(torch.int8)`: 1 byte per weight is the point")
+        got_s = _as_scale(s, per_channel, out_channels)
+        want_s = ref_s.double().reshape(got_s.shape)
+        if scale is None:
+            expect(torch.allclose(got_s, want_s, rtol=1e-5, atol=0) or
+                   (per_channel and bool(torch.isfinite(got_s).all()) and
+                    bool(torch.allclose(got_s[want_s != 1], want_s[want_s != 1], rtol=1e-5, atol=0))),
+                   f"scale {describe_tensor(got_s)}, expected {describe_tensor(want_s)}", _diagnose_scale(got_s, want_s))
+        if expected_q is not None:
+            ref_q = torch.tensor(expected_q, dtype=torch.int8).view(weight.shape)
+        ratio = weight.detach().double() / compression._channel_view(want_s, weight)
+        ambiguous = (ratio - ratio.floor() - 0.5).abs() < 1e-3        # a tie up to float rounding
+        diff = (q.long() - ref_q.long()).abs()
+        bad = (diff > 1) | ((diff == 1) & ~ambiguous)
+        if bool(bad.any()):
+            hint = _Q_HINT
+            clipped = ratio.abs() > 127.5
+            if bool((bad & clipped).any()):
+                hint = ("clamp to [-127, 127] BEFORE `.to(torch.int8)`: int8 conversion wraps around "
+                        "(300 becomes 44) instead of saturating")
+            elif bool(torch.equal(q.long()[~ambiguous], ratio.floor().long()[~ambiguous])):
+                hint = "round to the nearest integer (torch.round), do not floor"
+            elif bool(torch.equal(q.long()[~ambiguous], ratio.trunc().long()[~ambiguous])):
+                hint = "`.to(torch.int8)` truncates toward zero: call torch.round first"
+            raise CheckFailed(f"q = {describe_tensor(q)}, expected {describe_tensor(ref_q)}", hint)
+    return Case(label, run)
+
+
+def _quant_cases() -> list[Case]:
+    rows = torch.tensor([[0.1, -0.254, 0.05], [2.54, 1.0, -0.3]])
+    cases = [
+        _quant_case("w = [0.5, -1.27, 0.01, 1.0], per tensor (scale 0.01)", torch.tensor([0.5, -1.27, 0.01, 1.0]),
+                    False, expected_q=[50, -127, 1, 100]),
+        _quant_case("2 rows with different ranges, per tensor", rows, False),
+        _quant_case("the same 2 rows, per channel (scales 0.002 and 0.02)", rows, True,
+                    expected_q=[[50, -127, 25], [127, 50, -15]]),
+        _quant_case("a given scale 0.01 clips 3.0 and -3.0 to ±127", torch.tensor([0.5, -3.0, 2.0, 0.1]), False,
+                    scale=0.01, expected_q=[50, -127, 127, 10]),
+        _quant_case("a given scale 0.02 on a matrix (clipping)", torch.tensor([[4.0, -0.5], [-8.0, 0.3]]), False,
+                    scale=torch.tensor(0.02)),
+        _quant_case("per channel with an all-zero row (pruned unit)", torch.tensor([[0.0, 0.0], [1.0, -0.5]]), True,
+                    expected_q=[[0, 0], [127, -64]]),
+        _quant_case("an nn.Parameter, per channel", nn.Parameter(torch.tensor([[0.3, -0.1], [0.02, 0.04]])), True),
+    ]
+    g = _gen(61)
+    square = torch.randn(6, 6, generator=g) * torch.logspace(-2, 0, 6).view(1, 6)   # columns differ, rows alike
+    cases.append(_quant_case("6x6 weight whose columns have different ranges, per channel", square, True))
+    for i, (shape, per_channel) in enumerate([((30, 20), False), ((30, 20), True), ((8, 3, 3, 3), True),
+                                              ((8, 3, 3, 3), False), ((300,), False), ((10, 50), True)]):
+        w = torch.randn(shape, generator=g) * (0.1 + torch.rand(shape[0], *[1] * (len(shape) - 1), generator=g))
+        cases.append(_quant_case(f"random {shape}, per_channel={per_channel}", w, per_channel))
+    return cases
+
+
+def check_quantize_int8(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``quantize_int8(weight, per_channel=False, scale=None)`` -> ``(q int8, scale)``: symmetric
+    ``max|w| / 127`` scale (per tensor or per dim-0 channel), round to nearest, clamp to [-127, 127]."""
+    return run_check("quantize_int8", fn, _quant_cases(), hint=_Q_HINT,
+                     passed="scale /127, rounding, clamping, per channel on dim 0, zero rows, int8", strict=strict)
+
+
+# ============================================================================ dequantize
+_DQ_HINT = ("return `q.float() * scale`; a per-channel scale (shape (out,)) must multiply dim 0: "
+            "view it as (out, 1, ..., 1) with `scale.view(-1, *[1] * (q.dim() - 1))`")
+
+
+def _dequant_case(label: str, q: torch.Tensor, scale: torch.Tensor, expected=None) -> Case:
+    def run(fn):
+        out = call(fn, q, scale)
+        expect(isinstance(out, torch.Tensor), f"returned {type(out).__name__}, expected a tensor", _DQ_HINT)
+        expect(tuple(out.shape) == tuple(q.shape), f"returned shape {tuple(out.shape)}, expected {tuple(q.shape)}",
+               _DQ_HINT)
+        expect(out.dtype == torch.float32, f"returned dtype {out.dtype}, expected torch.float32",
+               "convert q to float (`q.float()`) before multiplying; the result is float32")
+        want = reference_dequantize(q, scale) if expected is None else torch.tensor(expected).view(q.shape)
+        hint = _DQ_HINT
+        if scale.dim() == 1 and q.dim() == 2 and q.shape[0] == q.shape[1] and \
+                torch.allclose(out, q.float() * scale.view(1, -1)):
+            hint = "the scale multiplied dim 1 (columns); per channel means dim 0 (rows). " + _DQ_HINT
+        elif torch.allclose(out, q.float() / _bcast(scale, q), rtol=1e-5, atol=1e-7):
+            hint = "multiply by the scale (w = q · scale), do not divide. " + _DQ_HINT
+        expect(torch.allclose(out, want, rtol=1e-6, atol=1e-8), f"got {describe_tensor(out)}, expected "
+               f"{describe_tensor(want)}", hint)
+    return Case(label, run)
+
+
+def _bcast(scale: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    return scale.view(-1, *([1] * (q.dim() - 1))) if scale.dim() == 1 else scale
+
+
+def _dequant_cases() -> list[Case]:
+    i8 = torch.int8
+    cases = [
+        _dequant_case("q = [50, -127, 1], scale 0.01", torch.tensor([50, -127, 1], dtype=i8), torch.tensor(0.01),
+                      [0.5, -1.27, 0.01]),
+        _dequant_case("2x3 q, per-channel scale [0.5, 2]", torch.tensor([[2, -4, 0], [1, 3, -1]], dtype=i8),
+                      torch.tensor([0.5, 2.0]), [[1.0, -2.0, 0.0], [2.0, 6.0, -2.0]]),
+        _dequant_case("3x3 q, per-channel scale (rows, not columns)",
+                      torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=i8), torch.tensor([1.0, 0.1, 0.01]),
+                      [[1.0, 2.0, 3.0], [0.4, 0.5, 0.6], [0.07, 0.08, 0.09]]),
+        _dequant_case("a conv q (4, 2, 3, 3), per channel",
+                      torch.randint(-127, 128, (4, 2, 3, 3), generator=_gen(62)).to(i8), torch.tensor([1.0, 2, 3, 4])),
+        _dequant_case("per tensor, 0-d scale on a 4-D q",
+                      torch.randint(-127, 128, (3, 2, 2, 2), generator=_gen(63)).to(i8), torch.tensor(0.003)),
+    ]
+    g = _gen(64)
+    for shape, per_channel in [((20, 30), True), ((20, 30), False), ((7, 7), True), ((5, 4, 3, 3), True)]:
+        q = torch.randint(-127, 128, shape, generator=g).to(i8)
+        scale = torch.rand(shape[0], generator=g) * 0.1 + 1e-3 if per_channel else torch.rand((), generator=g) * 0.1
+        cases.append(_dequant_case(f"random {shape}, per_channel={per_channel}", q, scale))
+    w = torch.randn(16, 9, generator=g)
+    q, scale = reference_quantize_int8(w, per_channel=True)
+    cases.append(_dequant_case("round trip of quantize_int8 on a 16x9 weight", q, scale))
+    return cases
+
+
+def check_dequantize(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``dequantize(q, scale)`` = ``q · scale`` as float32, a per-channel scale along dim 0."""
+    return run_check("dequantize", fn, _dequant_cases(), hint=_DQ_HINT,
+                     passed="per tensor, per channel on dim 0 (square and 4-D), float32", strict=strict)
+
+
+# ============================================================================ kmeans_share
+_KM_HINT = ("v = weight[weight != 0]; codebook = torch.linspace(v.min(), v.max(), n_clusters); iters times: "
+            "assign each v to its nearest centroid (argmin of |v - c|), set each centroid to the mean of its "
+            "values (an empty cluster keeps its centroid); then assign once more. indices: -1 where weight == 0")
+
+
+def _km_diagnose(weight, n_clusters, iters, codebook: torch.Tensor) -> str:
+    w = weight.detach()
+    values = w[w != 0]
+    init = torch.linspace(values.min().item(), values.max().item(), n_clusters)
+    if bool(torch.isnan(codebook).any()):
+        return "the codebook has NaN: a cluster with no value must keep its centroid (the mean of nothing is NaN)"
+    with_zeros, _ = compression.kmeans_share(w + (w == 0) * 1e-30, n_clusters, iters)   # zeros take part
+    if torch.allclose(codebook.double(), with_zeros.double(), rtol=1e-4, atol=1e-7):
+        return "the zeros (pruned weights) were clustered too: share only the NONZERO weights, weight[weight != 0]"
+    if iters > 0 and torch.allclose(codebook.double(), init.double(), rtol=1e-5, atol=1e-8):
+        return "the centroids never moved: update each to the mean of its values, `iters` times"
+    for off in (-1, 1):
+        if iters + off >= 0:
+            other, _ = compression.kmeans_share(w, n_clusters, iters + off)
+            if torch.allclose(codebook.double(), other.double(), rtol=1e-5, atol=1e-8) and \
+                    not torch.allclose(other, compression.kmeans_share(w, n_clusters, iters)[0]):
+                return f"that is the codebook after {iters + off} update(s); do exactly `iters` = {iters}"
+    return _KM_HINT
+
+
+def _km_case(label: str, weight: torch.Tensor, n_clusters: int, iters: int, expected_codebook=None,
+             expected_indices=None) -> Case:
+    def run(fn):
+        codebook, indices = _pair(call(fn, weight, n_clusters, iters))
+        expect(isinstance(codebook, torch.Tensor) and isinstance(indices, torch.Tensor),
+               "expected (codebook, indices) as two tensors", _KM_HINT)
+        expect(tuple(codebook.shape) == (n_clusters,), f"codebook has shape {tuple(codebook.shape)}, expected "
+               f"({n_clusters},)", "one centroid per cluster, even if a cluster ends up empty")
+        expect(codebook.is_floating_point(), f"codebook has dtype {codebook.dtype}, expected float")
+        expect(tuple(indices.shape) == tuple(weight.shape),
+               f"indices have shape {tuple(indices.shape)}, expected the weight's {tuple(weight.shape)}",
+               "one index per weight entry, in the weight's shape")
+        expect(not indices.is_floating_point() and not indices.dtype == torch.bool,
+               f"indices have dtype {indices.dtype}, expected an integer tensor (int64)")
+        zero = weight.detach() == 0
+        idx = indices.long()
+        expect(bool((idx[zero] == -1).all()),
+               f"{int((idx[zero] != -1).sum())} zero (pruned) weights have an index other than -1",
+               "pruned weights must stay zero: give them index -1 and cluster only the nonzero weights")
+        expect(bool((idx[~zero] >= 0).all()) and bool((idx[~zero] < n_clusters).all()),
+               f"nonzero weights have indices outside [0, {n_clusters - 1}]: {describe_tensor(idx[~zero])}",
+               "every nonzero weight gets the index of a centroid")
+        want_cb, want_idx = reference_kmeans_share(weight, n_clusters, iters)
+        if expected_codebook is not None:
+            want_cb = torch.tensor(expected_codebook, dtype=want_cb.dtype)
+        scale = weight.detach().abs().max().item()
+        got_cb = codebook.detach().double()
+        expect(torch.allclose(got_cb, want_cb.double(), rtol=1e-5, atol=1e-6 * scale),
+               f"codebook {describe_tensor(got_cb)}, expected {describe_tensor(want_cb)}",
+               _km_diagnose(weight, n_clusters, iters, got_cb))
+        values = weight.detach()[~zero].double()
+        dist = (values[:, None] - got_cb[None, :]).abs()
+        chosen = dist.gather(1, idx[~zero].view(-1, 1)).squeeze(1)
+        expect(bool((chosen <= dist.min(1).values + 1e-6 * scale).all()),
+               "some weights are not assigned to their nearest centroid",
+               "after the last update, assign each nonzero weight to the NEAREST centroid (argmin of |v - c|)")
+        if expected_indices is not None:
+            expect(torch.equal(idx, torch.tensor(expected_indices).view(weight.shape)),
+                   f"indices {describe_tensor(idx)}, expected {expected_indices}", _KM_HINT)
+    return Case(label, run)
+
+
+def _km_cases() -> list[Case]:
+    cases = [
+        _km_case("[0.1, 0, 0.12, 0.9, 1.0], 2 clusters, 3 iterations", torch.tensor([0.1, 0.0, 0.12, 0.9, 1.0]), 2, 3,
+                 [0.11, 0.95], [0, -1, 0, 1, 1]),
+        _km_case("iters = 0: the linear initialisation itself", torch.tensor([[-1.0, 0.0, 0.2], [0.4, 1.0, 0.0]]), 3, 0,
+                 [-1.0, 0.0, 1.0], [[0, -1, 1], [1, 2, -1]]),
+        _km_case("a heavy tail leaves a cluster empty (it keeps its centroid)",
+                 torch.tensor([-1.0, 0.01, 0.02, 0.03, 0.04, 0.0, 5.0]), 4, 5, [-1.0, 0.025, 3.0, 5.0],
+                 [0, 1, 1, 1, 1, -1, 3]),
+        _km_case("every nonzero weight equal", torch.tensor([0.5, 0.0, 0.5, 0.5]), 3, 4, [0.5, 0.5, 0.5]),
+        _km_case("90 % pruned 40x30 weight, 8 clusters, 10 iterations", _sparse_weight((40, 30), 0.9, 65), 8, 10),
+        _km_case("an nn.Parameter (requires grad)",
+                 nn.Parameter(torch.tensor([[0.3, -0.2, 0.0], [0.25, 0.0, -0.7]])), 2, 2),
+    ]
+    for i, (shape, sparsity, k, iters) in enumerate([((50, 40), 0.8, 16, 5), ((8, 4, 3, 3), 0.5, 7, 10),
+                                                      ((300,), 0.0, 4, 20), ((60, 50), 0.92, 31, 3),
+                                                      ((20, 20), 0.7, 5, 1)]):
+        cases.append(_km_case(f"random {shape}, {sparsity:.0%} zeros, {k} clusters, {iters} iterations",
+                              _sparse_weight(shape, sparsity, 66 + i), k, iters))
+    return cases
+
+
+def check_kmeans_share(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``kmeans_share(weight, n_clusters, iters)`` -> ``(codebook (k,), indices (weight.shape))``:
+    k-means of the nonzero weights only, linear init over [min, max], empty clusters kept, index -1 at zeros."""
+    return run_check("kmeans_share", fn, _km_cases(), hint=_KM_HINT,
+                     passed="zeros stay -1, linear init, exact iterations, empty clusters, nearest assignment",
+                     strict=strict)
+
+
+# ============================================================================ distillation_loss
+_KD_HINT = ("soft = F.kl_div(F.log_softmax(s / T, dim=1), F.softmax(t.detach() / T, dim=1), reduction='batchmean'); "
+            "return alpha * T**2 * soft + (1 - alpha) * F.cross_entropy(s, labels)")
+
+
+def _kd_variants(s, t, y, T, alpha) -> dict[str, torch.Tensor]:
+    """Values of common mistakes, to name the one a learner made."""
+    log_ps, pt = F.log_softmax(s / T, 1), F.softmax(t / T, 1)
+    kl = F.kl_div(log_ps, pt, reduction="batchmean")
+    ce = F.cross_entropy(s, y)
+    reverse = F.kl_div(F.log_softmax(t / T, 1), F.softmax(s / T, 1), reduction="batchmean")
+    return {
+        "multiply the soft term by T² (Hinton et al.: keeps its gradients comparable as T changes)":
+            alpha * kl + (1 - alpha) * ce,
+        "KL is reversed: it is KL(teacher ‖ student) = Σ p_t (log p_t − log p_s), i.e. "
+        "F.kl_div(student LOG-probs, teacher probs)": alpha * T ** 2 * reverse + (1 - alpha) * ce,
+        "divide BOTH logits by T before the softmax":
+            alpha * T ** 2 * F.kl_div(F.log_softmax(s, 1), pt, reduction="batchmean") + (1 - alpha) * ce,
+        "divide the TEACHER's logits by T too":
+            alpha * T ** 2 * F.kl_div(log_ps, F.softmax(t, 1), reduction="batchmean") + (1 - alpha) * ce,
+        "use reduction='batchmean' (sum over classes, mean over the batch); 'mean' also divides by the "
+        "number of classes": alpha * T ** 2 * F.kl_div(log_ps, pt, reduction="sum") / s.numel() + (1 - alpha) * ce,
+        "average over the batch (reduction='batchmean'), do not sum":
+            alpha * T ** 2 * F.kl_div(log_ps, pt, reduction="sum") + (1 - alpha) * ce,
+        "alpha weights the SOFT (teacher) term, 1 − alpha the hard labels":
+            (1 - alpha) * T ** 2 * kl + alpha * ce,
+        "the cross-entropy with the labels uses the plain logits (T = 1)":
+            alpha * T ** 2 * kl + (1 - alpha) * F.cross_entropy(s / T, y),
+        "F.kl_div expects the student's LOG-probabilities as its first argument":
+            alpha * T ** 2 * F.kl_div(F.softmax(s / T, 1), pt, reduction="batchmean") + (1 - alpha) * ce,
+    }
+
+
+def _kd_case(label: str, s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, T: float, alpha: float,
+             expected: float | None = None) -> Case:
+    def run(fn):
+        student = s.clone().requires_grad_(True)
+        teacher = t.clone().requires_grad_(True)
+        out = call(fn, student, teacher, y, T, alpha)
+        expect(isinstance(out, torch.Tensor), f"returned {type(out).__name__}, expected a scalar tensor",
+               "return the loss as a tensor (not `.item()`): training needs its gradient")
+        expect(out.numel() == 1 and out.dim() == 0, f"returned shape {tuple(out.shape)}, expected a scalar ()",
+               "reduce over the batch: reduction='batchmean' for the KL, the default mean for the cross-entropy")
+        expect(out.requires_grad, "the loss does not require grad: it was detached from the student's logits",
+               "compute it with torch operations on student_logits; no .detach(), .item() or numpy")
+        want = reference_distillation_loss(s.double(), t.double(), y, T, alpha)
+        if expected is not None:
+            expect(abs(want.item() - expected) < 1e-6, "internal: hand value mismatch")
+        value = out.detach().double()
+        if not torch.allclose(value, want, rtol=1e-4, atol=1e-6):
+            hint = _KD_HINT
+            for text, wrong in _kd_variants(s.double(), t.double(), y, T, alpha).items():
+                if torch.allclose(value, wrong, rtol=1e-4, atol=1e-6) and not torch.allclose(wrong, want, rtol=1e-4,
+                                                                                            atol=1e-6):
+                    hint = text
+                    break
+            raise CheckFailed(f"loss {value.item():.6g}, expected {want.item():.6g} (T={T}, alpha={alpha})", hint)
+        out.backward()
+        ref_s = s.double().clone().requires_grad_(True)
+        reference_distillation_loss(ref_s, t.double(), y, T, alpha).backward()
+        expect(student.grad is not None and torch.allclose(student.grad.double(), ref_s.grad, rtol=1e-3, atol=1e-6),
+               "the gradient w.r.t. the student's logits is wrong", _KD_HINT)
+        expect(teacher.grad is None or not bool(teacher.grad.any()),
+               "gradient flowed into the teacher's logits: training would also push the teacher",
+               "the teacher is a fixed target: use `teacher_logits.detach()`")
+    return Case(label, run)
+
+
+def _kd_cases() -> list[Case]:
+    s, t, y = torch.tensor([[1.0, 2.0, 0.5]]), torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([1])
+    same = torch.tensor([[3.0, -1.0, 0.5, 0.0]])
+    cases = [
+        _kd_case("student = teacher, alpha = 1: KL is 0", same, same, torch.tensor([2]), 3.0, 1.0, 0.0),
+        _kd_case("alpha = 0: plain cross-entropy", s, t, y, 4.0, 0.0),
+        _kd_case("alpha = 1, T = 1: only KL(p_t ‖ p_s)", s, t, y, 1.0, 1.0),
+        _kd_case("one example, T = 2, alpha = 0.5", s, t, y, 2.0, 0.5),
+        _kd_case("T = 4, alpha = 1 (the T² factor)", s, t, y, 4.0, 1.0),
+    ]
+    g = _gen(67)
+    for n, c, T, alpha in [(4, 3, 2.0, 0.7), (16, 10, 4.0, 0.9), (8, 10, 8.0, 0.5), (32, 10, 1.5, 0.25),
+                           (5, 100, 20.0, 0.9)]:
+        cases.append(_kd_case(f"random batch {n}x{c}, T={T}, alpha={alpha}", torch.randn(n, c, generator=g) * 3,
+                              torch.randn(n, c, generator=g) * 3, torch.randint(0, c, (n,), generator=g), T, alpha))
+    return cases
+
+
+def check_distillation_loss(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``distillation_loss(student_logits, teacher_logits, labels, temperature, alpha)``:
+    value, T², KL direction, batchmean, alpha weighting, gradient, and no gradient into the teacher."""
+    return run_check("distillation_loss", fn, _kd_cases(), hint=_KD_HINT,
+                     passed="T², KL(teacher ‖ student), batchmean, alpha, gradients, teacher detached",
+                     strict=strict)
+
+
+# ============================================================================ relative_indices
+_RI_HINT = ("positions = nonzero positions of weight.flatten(); start at previous = -1; for each position p: "
+            "while p - previous > 2**index_bits, emit a filler (gap 2**index_bits, filler True) and advance "
+            "previous by 2**index_bits; then emit gap p - previous (filler False) and set previous = p")
+
+
+def _as_flags(out, n: int) -> torch.Tensor:
+    expect(isinstance(out, torch.Tensor), f"fillers is a {type(out).__name__}, expected a tensor",
+           "return the filler flags as a bool tensor")
+    expect(out.dim() == 1 and out.numel() == n, f"fillers has shape {tuple(out.shape)}, expected ({n},): one "
+           "flag per gap")
+    if out.dtype != torch.bool:
+        expect(bool(((out == 0) | (out == 1)).all()), "fillers holds values other than 0/1 (True/False)")
+    return out.bool()
+
+
+def _ri_diagnose(weight, bits, gaps: torch.Tensor, fillers: torch.Tensor) -> str:
+    positions = torch.nonzero(weight.flatten() != 0).flatten()
+    span = 2 ** bits
+    ends = torch.cumsum(gaps, 0)[~fillers] if len(gaps) else gaps
+    if len(positions) and len(ends) == len(positions) and torch.equal(ends, positions):
+        return "count from position -1: a nonzero at position 0 has gap 1 (a stored gap is never 0)"
+    if len(gaps) == len(positions) and len(positions):
+        plain = torch.diff(positions, prepend=torch.tensor([-1]))
+        if torch.equal(gaps, positions):
+            return "store the DIFFERENCE to the previous nonzero, not the position itself"
+        if bool((plain > span).any()):
+            return (f"a gap larger than 2**index_bits = {span} does not fit in {bits} bits: insert filler entries "
+                    f"first, each jumping exactly {span} positions")
+    if bool((gaps == span - 1).any()) and bool(fillers.any()) and bool((gaps[fillers] == span - 1).all()):
+        return f"a filler jumps exactly 2**index_bits = {span} positions (gaps 1..{span} fit in {bits} bits as gap - 1)"
+    if bool((gaps < 1).any()):
+        return ("a gap of 0 appeared: with fillers of 2**b, a gap of exactly 2**b needs no filler "
+                "(use `while gap > 2**b`, not `>=`)")
+    return _RI_HINT
+
+
+def _ri_case(label: str, weight: torch.Tensor, bits: int, expected=None) -> Case:
+    def run(fn):
+        gaps, fillers = _pair(call(fn, weight, bits))
+        expect(isinstance(gaps, torch.Tensor), f"gaps is a {type(gaps).__name__}, expected a tensor",
+               "return the gaps as a 1-d int64 tensor, e.g. torch.tensor(list_of_gaps, dtype=torch.long)")
+        want_g, want_f = reference_relative_indices(weight, bits)
+        if expected is not None:
+            want_g, want_f = torch.tensor(expected[0], dtype=torch.long), torch.tensor(expected[1], dtype=torch.bool)
+        expect(gaps.dim() == 1, f"gaps has shape {tuple(gaps.shape)}, expected 1-d", "one gap per stored entry")
+        expect(not gaps.is_floating_point(), f"gaps has dtype {gaps.dtype}, expected integers (torch.long)")
+        flags = _as_flags(fillers, len(gaps))
+        got_g = gaps.long()
+        same = torch.equal(got_g, want_g) and torch.equal(flags, want_f)
+        expect(same, f"gaps {describe_tensor(got_g, 12)} fillers {describe_tensor(flags.long(), 12)}, expected "
+               f"gaps {describe_tensor(want_g, 12)} fillers {describe_tensor(want_f.long(), 12)}",
+               _ri_diagnose(weight.detach(), bits, got_g, flags))
+    return Case(label, run)
+
+
+def _ri_cases() -> list[Case]:
+    def at(n, positions, shape=None):
+        w = torch.zeros(n)
+        w[list(positions)] = torch.arange(1, len(positions) + 1, dtype=torch.float32)
+        return w.view(shape) if shape else w
+
+    cases = [
+        _ri_case("nonzeros at 1 and 11, 2 bits (gaps up to 4)", at(12, [1, 11]), 2, ([2, 4, 4, 2], [0, 1, 1, 0])),
+        _ri_case("a nonzero at position 0 has gap 1", at(6, [0, 1, 5]), 3, ([1, 1, 4], [0, 0, 0])),
+        _ri_case("a gap of exactly 2**b needs no filler", at(8, [3, 7]), 2, ([4, 4], [0, 0])),
+        _ri_case("a gap of 2**b + 1 needs one filler", at(6, [4]), 2, ([4, 1], [1, 0])),
+        _ri_case("a 2-D weight is read row by row", at(12, [2, 5, 6, 11], (3, 4)), 3, ([3, 3, 1, 5], [0, 0, 0, 0])),
+        _ri_case("a long run of zeros, 1 bit (gaps 1 or 2)", at(9, [8]), 1, ([2, 2, 2, 2, 1], [1, 1, 1, 1, 0])),
+        _ri_case("no nonzero at all", torch.zeros(3, 4), 4, ([], [])),
+        _ri_case("an nn.Parameter", nn.Parameter(at(10, [0, 9])), 2, ([1, 4, 4, 1], [0, 1, 1, 0])),
+    ]
+    for i, (shape, sparsity, bits) in enumerate([((50, 40), 0.9, 3), ((20, 5, 3, 3), 0.95, 4), ((2000,), 0.99, 5),
+                                                  ((30, 30), 0.5, 2), ((100, 100), 0.98, 8)]):
+        cases.append(_ri_case(f"random {shape}, {sparsity:.0%} zeros, {bits} bits",
+                              _sparse_weight(shape, sparsity, 70 + i, heavy=False), bits))
+    return cases
+
+
+def check_relative_indices(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``relative_indices(weight, index_bits)`` -> ``(gaps, fillers)``: Han et al.'s relative
+    positions of the nonzeros, gaps in [1, 2**b] from position -1, fillers of exactly 2**b."""
+    return run_check("relative_indices", fn, _ri_cases(), hint=_RI_HINT,
+                     passed="first gap from -1, fillers of exactly 2**b, boundary 2**b, row-major, empty",
+                     strict=strict)
+
+
+# ============================================================================ huffman_code_lengths
+_HUF_HINT = ("put (count, symbol) of every USED symbol in a heap; repeatedly pop the two SMALLEST, add 1 to "
+             "the length of every symbol inside them, push their sum; unused symbols keep length 0 and a lone "
+             "used symbol gets length 1")
+
+
+def _as_lengths(out, n: int) -> list[int]:
+    if isinstance(out, torch.Tensor):
+        expect(not out.is_floating_point() or bool((out == out.round()).all()), "lengths must be whole numbers")
+        out = out.long().tolist()
+    expect(isinstance(out, (list, tuple)) or hasattr(out, "tolist"),
+           f"returned {type(out).__name__}, expected a list of ints", "return a list with one length per symbol")
+    out = list(out.tolist() if hasattr(out, "tolist") and not isinstance(out, (list, tuple)) else out)
+    expect(len(out) == n, f"returned {len(out)} lengths for {n} symbols", "one length per symbol, unused ones 0")
+    expect(all(isinstance(v, int) or float(v) == int(v) for v in out), "lengths must be whole numbers")
+    return [int(v) for v in out]
+
+
+def _cost(counts, lengths) -> int:
+    return sum(c * n for c, n in zip(counts, lengths))
+
+
+def _huf_case(label: str, counts, expected=None) -> Case:
+    def run(fn):
+        arg = counts.clone() if isinstance(counts, torch.Tensor) else list(counts)
+        lengths = _as_lengths(call(fn, arg), len(counts))
+        plain = counts.tolist() if isinstance(counts, torch.Tensor) else list(counts)
+        want = reference_huffman_code_lengths(plain) if expected is None else list(expected)
+        used = [c > 0 for c in plain]
+        expect(all(n >= 0 for n in lengths), f"negative lengths: {lengths[:12]}")
+        wasted = [i for i, (u, n) in enumerate(zip(used, lengths)) if not u and n != 0]
+        expect(not wasted, f"unused symbols {wasted[:6]} (count 0) got codes", "a symbol that never occurs gets "
+               "length 0: leave it out of the tree")
+        missing = [i for i, (u, n) in enumerate(zip(used, lengths)) if u and n == 0]
+        expect(not missing, f"used symbols {missing[:6]} got length 0",
+               "every used symbol needs a code; a lone used symbol still needs 1 bit" if sum(used) == 1 else _HUF_HINT)
+        kraft = sum(Fraction(1, 2 ** n) for n in lengths if n > 0)
+        expect(kraft <= 1, f"lengths {lengths[:12]} are not a prefix code: Σ 2^-length = {float(kraft):.4g} > 1",
+               "a prefix code needs Σ 2^-length ≤ 1 (Kraft); rounding -log2(p) DOWN breaks it. " + _HUF_HINT)
+        got_cost, want_cost = _cost(plain, lengths), _cost(plain, want)
+        if got_cost != want_cost:
+            n_used = sum(used)
+            hint = _HUF_HINT
+            if n_used > 1 and len(set(n for n, u in zip(lengths, used) if u)) == 1:
+                hint = "fixed-length codes ignore the frequencies; frequent symbols must get SHORTER codes. " + hint
+            elif n_used > 1:
+                total = sum(plain)
+                shannon = [math.ceil(-math.log2(c / total)) if c else 0 for c in plain]
+                if lengths == shannon:
+                    hint = "ceil(-log2 p) (Shannon's code) is prefix-free but not optimal. " + hint
+            raise CheckFailed(f"lengths {lengths[:12]}{'...' if len(lengths) > 12 else ''} cost {got_cost} bits, "
+                              f"an optimal code costs {want_cost}", hint)
+    return Case(label, run)
+
+
+def _huf_cases() -> list[Case]:
+    cases = [
+        _huf_case("counts [45, 13, 12, 16, 9, 5] (a classic example: 224 bits)", [45, 13, 12, 16, 9, 5],
+                  [1, 3, 3, 3, 4, 4]),
+        _huf_case("two symbols [3, 1]", [3, 1], [1, 1]),
+        _huf_case("one used symbol [0, 7, 0]", [0, 7, 0], [0, 1, 0]),
+        _huf_case("nothing used [0, 0, 0]", [0, 0, 0], [0, 0, 0]),
+        _huf_case("8 equal counts: 3 bits each", [5] * 8, [3] * 8),
+        _huf_case("doubling counts [1, 1, 2, 4, 8, 16, 32]", [1, 1, 2, 4, 8, 16, 32], [6, 6, 5, 4, 3, 2, 1]),
+        _huf_case("unused symbols between used ones", [10, 0, 1, 0, 1, 6], [1, 0, 3, 0, 3, 2]),
+        _huf_case("skewed counts where ceil(-log2 p) is not optimal", [90, 6, 4]),
+        _huf_case("a 1-d tensor of counts", torch.tensor([40, 30, 20, 10])),
+    ]
+    g = _gen(80)
+    for n, kind in [(32, "zipf"), (64, "ties"), (256, "zipf"), (9, "uniform"), (31, "sparse")]:
+        if kind == "zipf":
+            counts = (1000 / torch.arange(1, n + 1).float() ** 1.2).round().long()
+            counts = counts[torch.randperm(n, generator=g)]
+        elif kind == "ties":
+            counts = torch.randint(1, 4, (n,), generator=g) * 5
+        elif kind == "sparse":
+            counts = torch.randint(0, 50, (n,), generator=g) * (torch.rand(n, generator=g) > 0.5)
+        else:
+            counts = torch.randint(1, 100, (n,), generator=g)
+        cases.append(_huf_case(f"{n} symbols, {kind} counts", counts.tolist()))
+    return cases
+
+
+def check_huffman_code_lengths(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``huffman_code_lengths(counts)``: one length per symbol, 0 for unused ones, a prefix code
+    (Kraft Σ 2^-l ≤ 1) whose total length Σ count·length is optimal (any optimal tie-break accepted)."""
+    return run_check("huffman_code_lengths", fn, _huf_cases(), hint=_HUF_HINT,
+                     passed="prefix-free, optimal total length, unused symbols, a lone symbol", strict=strict)
