@@ -10,7 +10,7 @@ install:
 	@scripts/bootstrap.sh >/dev/null
 
 start:
-	@PY=$$(scripts/bootstrap.sh) && $$PY -m jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) README.md
+	@PY=$$(scripts/bootstrap.sh) && $$PY -m jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) course/00_why_compress.ipynb
 
 test:
 	@PY=$$(scripts/bootstrap.sh) && scripts/run_tests.sh "$$PY" $(PYTEST_ARGS)
