@@ -140,10 +140,12 @@ def test_lab_runs_in_jupyterlab_and_renders_a_widget(jupyterlab):
             .map(o => o.textContent)""")
         widgets = page.locator(".jp-OutputArea-output .widget-slider, .jp-OutputArea-output .jupyter-widgets")
         n_widgets = widgets.count()
-        if n_widgets:  # put the first widget in the middle of the screenshot
-            widgets.first.evaluate("el => el.scrollIntoView({block: 'start'})")
-            page.mouse.wheel(0, -150)
-            page.wait_for_timeout(1500)
+        for _ in range(6 if n_widgets else 0):  # bring the first widget into view (cells above may resize)
+            top = widgets.first.evaluate("el => { el.scrollIntoView({block: 'center'}); "
+                                         "return el.getBoundingClientRect().top; }")
+            page.wait_for_timeout(1000)
+            if 0 <= widgets.first.evaluate("el => el.getBoundingClientRect().top") <= 700 and top >= 0:
+                break
         page.screenshot(path=str(ARTIFACTS / "lab01.png"))
         browser.close()
     assert finished, f"the notebook did not finish within 10 minutes (prompts: {prompts[-5:]})"
