@@ -169,8 +169,9 @@ def find_lottery_ticket(model: ModelSource, train_data: Dataset | DataLoader, va
         rounds: pruning rounds after the dense run.
         rewind_step: k > 0 rewinds to θ_k, captured during the dense run (k must be within it).
         exclude: layers never pruned. ``output_half_rate``: the last layer loses p/2 per round.
-        seed: model initialisation and data order (the same in every round).
-        **train_kwargs: passed to :func:`prunekit.train.train` (``lr``, ``batch_size``, ...).
+        seed: model initialisation and data order (the same in every round, also for a DataLoader).
+        **train_kwargs: passed to :func:`prunekit.train.train` (``lr``, ``batch_size``,
+            ``after_step`` callbacks, which run in every round, ...).
 
     Returns:
         ``rounds + 1`` rows ``{"round", "remaining", "val_acc", "best_val_acc", "best_epoch",
@@ -187,18 +188,28 @@ def find_lottery_ticket(model: ModelSource, train_data: Dataset | DataLoader, va
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
         raise ValueError(f"rounds must be an int >= 0, got {rounds!r}")
     net = _build(model, seed)
+    user_steps = list(train_kwargs.pop("after_step", ()))
     rewind_to = {} if rewind_step else {"state": copy.deepcopy(net.state_dict())}
     capture = [capture_state(rewind_step, rewind_to)] if rewind_step else []
-    rows = [{"round": 0, **_train_with_mask(net, None, train_data, val_data, epochs, seed, quiet,
-                                            after_step=capture, **train_kwargs)}]
+    # A ready DataLoader shuffles with its own generator, which advances every epoch: rewind it too,
+    # so that every round sees the same data order (as a Dataset, shuffled with ``seed``, does).
+    generator = getattr(train_data, "generator", None)
+    data_order = generator.get_state() if generator is not None else None
+
+    def train_round(after_step):
+        if data_order is not None:
+            generator.set_state(data_order)
+        return _train_with_mask(net, None, train_data, val_data, epochs, seed, quiet,
+                                after_step=after_step, **train_kwargs)
+
+    rows = [{"round": 0, **train_round(capture + user_steps)}]
     if "state" not in rewind_to:
         raise ValueError(f"rewind_step={rewind_step} was never reached: the dense run of {epochs} epoch(s) "
                          "has fewer steps; choose a smaller rewind_step or train longer")
     for r in range(1, rounds + 1):
         prune_remaining(net, prune_fraction, scope, exclude, output_half_rate)
         rewind_weights(net, rewind_to["state"])
-        rows.append({"round": r, **_train_with_mask(net, None, train_data, val_data, epochs, seed, quiet,
-                                                    **train_kwargs)})
+        rows.append({"round": r, **train_round(user_steps)})
         if not quiet:
             print(f"round {r}: {rows[-1]['remaining']:.3f} remaining, val acc {rows[-1]['val_acc']:.4f}")
     return rows

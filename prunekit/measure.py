@@ -436,7 +436,8 @@ def _check_latency_args(input_shape, batch_sizes, threads) -> None:
 
 
 def _dummy_input(model: nn.Module, input_shape, batch: int) -> torch.Tensor:
-    first = next(model.parameters())
+    # Match the model's device and dtype; a model without parameters (nn.ReLU) gets CPU float32.
+    first = next(iter(model.parameters()), next(iter(model.buffers()), torch.empty(0)))
     return torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0)).to(first)
 
 

@@ -17,6 +17,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -128,12 +129,21 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str | None, epochs: i
     raise ValueError(f"lr schedule must be 'cosine', 'step', 'constant' or None, got {name!r}")
 
 
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+
+
 def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: float = 0.05,
           optimizer: torch.optim.Optimizer | str = "sgd", lr_schedule: str | None = "cosine",
           weight_decay: float = 5e-4, batch_size: int = 128, seed: int = 0,
           val_data: Dataset | DataLoader | None = None, after_step: Iterable[StepCallback] = (),
           regularizer: Callable[[nn.Module], torch.Tensor] | None = None, max_steps: int | None = None,
-          device=None, quiet: bool = False, label_smoothing: float = 0.0) -> list[dict]:
+          device=None, quiet: bool = False, label_smoothing: float = 0.0,
+          precision: str = "fp32") -> list[dict]:
     """Train ``model`` in place with cross-entropy; returns one dict of statistics per epoch.
 
     Args:
@@ -146,6 +156,9 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
         regularizer: ``f(model) -> scalar`` added to the loss (e.g. ``prunekit.regularizers.make_regularizer("l1", 1e-5)``).
         val_data: if given, validation accuracy is measured after each epoch.
         quiet: no progress bar.
+        precision: ``"fp32"`` or ``"bf16"`` (mixed precision: convolutions and matrix products in
+            bfloat16, weights and updates in fp32). bf16 is 2-3x faster on GPUs and on CPUs with
+            AMX/AVX512-BF16, and slower on CPUs without them.
 
     Returns:
         ``[{"epoch", "loss", "train_acc", "lr", "seconds", "val_acc"?}, ...]``
@@ -161,6 +174,7 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
         optimizer = make_optimizer(model, optimizer, lr=lr, weight_decay=weight_decay)
     scheduler = make_scheduler(optimizer, lr_schedule, epochs)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    autocast = _autocast(device, precision)
     callbacks = list(after_step)
     history, step = [], 0
     for epoch in range(epochs):
@@ -169,8 +183,9 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
         bar = _progress(loader, quiet, desc=f"epoch {epoch + 1}/{epochs}")
         for x, y in bar:
             x, y = x.to(device), y.to(device)
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            with autocast:
+                logits = model(x)
+                loss = loss_fn(logits, y)
             if regularizer is not None:
                 loss = loss + regularizer(model)
             optimizer.zero_grad(set_to_none=True)

@@ -4,31 +4,26 @@ Why: in grading, hidden tests run; when they fail, anything after them in the sa
 `use_or_reference(...)`) never runs and later cells break. A separate cell always runs.
 Usage: python scripts/split_fallbacks.py solutions/01_weight_pruning.ipynb [...]
 """
-import json
 import sys
+
+import nbformat
 
 END = "### END HIDDEN TESTS"
 
 for path in sys.argv[1:]:
-    nb = json.load(open(path, encoding="utf-8"))
+    nb = nbformat.read(path, as_version=4)
     cells, moved = [], 0
-    for cell in nb["cells"]:
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("grade") and END in source:
-            head, _, tail = source.partition(END)
-            tail = tail.lstrip("\n")
-            if tail.strip():
-                cell["source"] = head + END + "\n"
-                cells.append(cell)
-                new = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": tail}
-                if "id" in cell:
-                    new["id"] = f"{cell['id']}-fallback"[:64]
-                cells.append(new)
-                moved += 1
-                continue
+    for cell in nb.cells:
         cells.append(cell)
-    nb["cells"] = cells
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(nb, f, indent=1, ensure_ascii=False, sort_keys=True)
-        f.write("\n")
+        if cell.cell_type != "code" or not cell.metadata.get("nbgrader", {}).get("grade") or END not in cell.source:
+            continue
+        head, _, tail = cell.source.partition(END)
+        if tail.strip():
+            cell.source = head + END + "\n"
+            fallback = nbformat.v4.new_code_cell(tail.lstrip("\n"))
+            fallback.id = f"{cell.get('id', 'cell')}-fallback"[:64]
+            cells.append(fallback)
+            moved += 1
+    nb.cells = cells
+    nbformat.write(nb, path)
     print(f"{path}: moved {moved} fallback(s) into their own cells")

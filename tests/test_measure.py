@@ -201,3 +201,9 @@ def test_latency_ratio_sees_a_much_bigger_model():
     times = compare_latency({"small": small, "big": big}, (256,), batch_sizes=(1,), rounds=1,
                             warmup=1, min_run_time=0.01)
     assert set(times[1]) == {"small", "big"}
+
+
+def test_latency_of_a_model_without_parameters():
+    times = measure_latency(nn.Sequential(nn.ReLU(), nn.Flatten()), (3, 8, 8), batch_sizes=(2,), warmup=1,
+                            min_run_time=0.01)
+    assert times[2] > 0

@@ -142,7 +142,8 @@ def test_module_entry_point_check():
 
 
 def test_solution_notebooks_follow_conventions():
-    """Every exercise region sits in a solution cell; every graded cell is locked; grade ids are unique."""
+    """Every exercise region sits in a solution cell; every graded cell is locked and ends with its hidden
+    tests; grade ids are unique."""
     for path in release.solution_files(ROOT / "solutions"):
         nb = json.loads(path.read_text())
         ids = []
@@ -153,6 +154,9 @@ def test_solution_notebooks_follow_conventions():
                 assert meta and meta["solution"] and not meta["grade"], (path.name, source[:80])
             if release.BEGIN_HIDDEN in source:
                 assert meta and meta["grade"] and meta["locked"] and meta["points"] > 0, (path.name, source[:80])
+                # A failing hidden test stops its cell: code after it (a fallback) would never run.
+                after = source.partition(release.END_HIDDEN)[2]
+                assert not after.strip(), f"{path.name}: move {after.strip()[:60]!r} out of the graded cell"
             if meta:
                 ids.append(meta["grade_id"])
         assert len(ids) == len(set(ids)), f"{path.name}: duplicate nbgrader grade_id"
