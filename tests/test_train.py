@@ -63,3 +63,14 @@ def test_device_choice(monkeypatch):
     assert get_device("cpu") == torch.device("cpu")
     monkeypatch.setenv("PRUNEKIT_DEVICE", "cpu")
     assert get_device() == torch.device("cpu")
+
+
+def test_bf16_mixed_precision_learns_keeps_fp32_weights_and_rejects_bad_names(data_root):
+    seed_everything(0)
+    model = build_model("lenet300")
+    test = subset(load_dataset("mnist", "test"), 1000)
+    train(model, subset(load_dataset("mnist", "train"), 3000), epochs=2, quiet=True, precision="bf16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())   # autocast: fp32 master weights
+    assert evaluate(model, test) > 0.75
+    with pytest.raises(ValueError, match="precision"):
+        train(model, test, epochs=1, quiet=True, precision="fp16 please")
