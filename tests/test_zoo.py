@@ -38,3 +38,31 @@ def test_unknown_name_and_missing_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr("prunekit.zoo.CHECKPOINT_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="python -m prunekit.zoo train"):
         load_pretrained("vgg")
+
+
+def test_cifar_recipes_hold_out_the_validation_split():
+    from prunekit.zoo import RECIPES
+
+    for name in ("vgg", "resnet20"):
+        assert RECIPES[name].val_size == 5000
+        if checkpoint_path(name).is_file():
+            assert checkpoint_info(name)["recipe"]["val_size"] == 5000
+
+
+def test_training_with_a_held_out_split_and_resume_guard(tmp_path, monkeypatch, data_root):
+    """A recipe with val_size trains on the rest and logs validation (not test) accuracy; resuming
+    with another recipe is refused instead of silently mixing two runs."""
+    from dataclasses import replace
+
+    from prunekit import zoo
+
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", replace(zoo.RECIPES["lenet300"], epochs=1, val_size=5000))
+    info = zoo.train_zoo_model("lenet300", quiet=True)
+    assert info["recipe"]["val_size"] == 5000
+    assert "val_acc" in info["history"][0] and "test_acc" not in info["history"][0]
+    assert info["history"][0]["val_acc"] > 0.9 and info["test_accuracy"] > 0.9
+    assert (tmp_path / "checkpoints" / "lenet300.pt").is_file()
+    with pytest.raises(ValueError, match="another recipe"):
+        zoo.train_zoo_model("lenet300", epochs=2, resume=True, quiet=True)
