@@ -131,13 +131,12 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
     model = build_model(name).to(device)
     if recipe.dataset == "cifar10":  # NHWC convolutions run ~1.6x faster on CPU here
         model = model.to(memory_format=torch.channels_last)
+    test_set = load_dataset(recipe.dataset, "test")
     if recipe.val_size:
         train_set, monitor_set = train_val_split(recipe.dataset, val_size=recipe.val_size, seed=0)
         monitor = "val_acc"
     else:  # trained on every training image: the only held-out set to watch is the test set
-        train_set, monitor_set, monitor = load_dataset(recipe.dataset, "train"), None, "test_acc"
-    test_set = load_dataset(recipe.dataset, "test")
-    monitor_set = test_set if monitor_set is None else monitor_set
+        train_set, monitor_set, monitor = load_dataset(recipe.dataset, "train"), test_set, "test_acc"
     optimizer = make_optimizer(model, recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = make_scheduler(optimizer, recipe.lr_schedule, recipe.epochs)
     progress = cache_dir() / "zoo-progress" / f"{name}.pt"
