@@ -28,6 +28,8 @@ import gzip
 import io
 import math
 import struct
+import time
+import timeit
 from pathlib import Path
 from statistics import median
 from typing import Mapping, Sequence
@@ -415,17 +417,23 @@ def load_sparse(path: str | Path, model: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- latency
-def _timer(model: nn.Module, x: torch.Tensor, threads: int):
+# "wall": seconds a user waits, inflated when other programs share the cores. "cpu": CPU seconds
+# of this process, which other programs do not inflate; with threads=1 it is the cost of one
+# forward pass on one core, but it misses time spent waiting (it is not what a user waits).
+CLOCKS = {"wall": timeit.default_timer, "cpu": time.process_time}
+
+
+def _timer(model: nn.Module, x: torch.Tensor, threads: int, clock: str):
     from torch.utils.benchmark import Timer
 
     def forward():
         with torch.no_grad():
             return model(x)
 
-    return Timer(stmt="forward()", globals={"forward": forward}, num_threads=threads)
+    return Timer(stmt="forward()", globals={"forward": forward}, num_threads=threads, timer=CLOCKS[clock])
 
 
-def _check_latency_args(input_shape, batch_sizes, threads) -> None:
+def _check_latency_args(input_shape, batch_sizes, threads, clock: str = "wall") -> None:
     if not all(isinstance(d, int) and d > 0 for d in input_shape):
         raise ValueError(f"input_shape must be positive ints without the batch dimension, "
                          f"got {input_shape!r}")
@@ -433,6 +441,8 @@ def _check_latency_args(input_shape, batch_sizes, threads) -> None:
         raise ValueError(f"batch_sizes must be positive ints, got {batch_sizes!r}")
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive int, got {threads!r}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
 
 
 def _dummy_input(model: nn.Module, input_shape, batch: int) -> torch.Tensor:
@@ -442,12 +452,15 @@ def _dummy_input(model: nn.Module, input_shape, batch: int) -> torch.Tensor:
 
 
 def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_sizes: Sequence[int] = (1, 64),
-                    threads: int = 1, warmup: int = 3, min_run_time: float = 0.2) -> dict[int, float]:
+                    threads: int = 1, warmup: int = 3, min_run_time: float = 0.2,
+                    clock: str = "wall") -> dict[int, float]:
     """Median seconds per forward pass of a batch, for each batch size (eval mode, no autograd).
 
     Uses ``torch.utils.benchmark.Timer(...).blocked_autorange``: repeated blocks of runs until
     ``min_run_time`` seconds have passed, with ``threads`` intra-op threads during the timing.
     Absolute numbers depend on the machine and its load: compare models with :func:`latency_ratio`.
+    ``clock="wall"`` measures what a user waits; ``clock="cpu"`` counts CPU seconds of this
+    process instead, which programs running beside it do not inflate (best with ``threads=1``).
 
     Returns:
         ``{batch_size: median seconds per batch}``
@@ -457,13 +470,13 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_sizes: S
         >>> t[1] > 0
         True
     """
-    _check_latency_args(input_shape, batch_sizes, threads)
+    _check_latency_args(input_shape, batch_sizes, threads, clock)
     was_training = model.training
     model.eval()
     try:
         result = {}
         for batch in batch_sizes:
-            timer = _timer(model, _dummy_input(model, input_shape, batch), threads)
+            timer = _timer(model, _dummy_input(model, input_shape, batch), threads, clock)
             timer.timeit(warmup)
             result[batch] = timer.blocked_autorange(min_run_time=min_run_time).median
         return result
@@ -473,12 +486,14 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], batch_sizes: S
 
 def compare_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int],
                     batch_sizes: Sequence[int] = (1, 64), threads: int = 1, rounds: int = 5,
-                    warmup: int = 3, min_run_time: float = 0.05) -> dict[int, dict[str, float]]:
+                    warmup: int = 3, min_run_time: float = 0.05,
+                    clock: str = "wall") -> dict[int, dict[str, float]]:
     """Median seconds per batch of several models timed **alternately**, for a fair comparison.
 
     Each of ``rounds`` rounds times every model once (``blocked_autorange`` for ``min_run_time``
     seconds); a model's result is the median over the rounds. If the machine slows down during
     the call (another job starts), every model is affected, not just the one being timed.
+    ``clock`` is ``"wall"`` or ``"cpu"``, as in :func:`measure_latency`.
 
     Args:
         models: ``{"dense": model, "pruned": smaller_model, ...}``, same input shape.
@@ -492,7 +507,7 @@ def compare_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int],
         >>> sorted(t[1])
         ['a', 'b']
     """
-    _check_latency_args(input_shape, batch_sizes, threads)
+    _check_latency_args(input_shape, batch_sizes, threads, clock)
     if not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive int, got {rounds!r}")
     if not models:
@@ -503,7 +518,7 @@ def compare_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int],
             m.eval()
         result = {}
         for batch in batch_sizes:
-            timers = {label: _timer(m, _dummy_input(m, input_shape, batch), threads)
+            timers = {label: _timer(m, _dummy_input(m, input_shape, batch), threads, clock)
                       for label, m in models.items()}
             for timer in timers.values():
                 timer.timeit(warmup)
@@ -520,7 +535,7 @@ def compare_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int],
 
 def latency_ratio(model_a: nn.Module, model_b: nn.Module, input_shape: Sequence[int],
                   batch_sizes: Sequence[int] = (1, 64), threads: int = 1, rounds: int = 5,
-                  warmup: int = 3, min_run_time: float = 0.05) -> dict[int, float]:
+                  warmup: int = 3, min_run_time: float = 0.05, clock: str = "wall") -> dict[int, float]:
     """``time(model_a) / time(model_b)`` per batch size, the two timed alternately.
 
     A ratio of 2.0 means B is twice as fast as A (A dense, B pruned: a 2x speed-up). Ratios
@@ -532,5 +547,5 @@ def latency_ratio(model_a: nn.Module, model_b: nn.Module, input_shape: Sequence[
         True
     """
     times = compare_latency({"a": model_a, "b": model_b}, input_shape, batch_sizes, threads, rounds,
-                            warmup, min_run_time)
+                            warmup, min_run_time, clock)
     return {batch: t["a"] / t["b"] for batch, t in times.items()}

@@ -1,4 +1,5 @@
 import math
+import time
 
 import pytest
 import torch
@@ -207,3 +208,23 @@ def test_latency_of_a_model_without_parameters():
     times = measure_latency(nn.Sequential(nn.ReLU(), nn.Flatten()), (3, 8, 8), batch_sizes=(2,), warmup=1,
                             min_run_time=0.01)
     assert times[2] > 0
+
+
+class _Sleeper(nn.Module):
+    """A forward pass that waits without computing: wall time passes, CPU time hardly does."""
+
+    def forward(self, x):
+        time.sleep(0.02)
+        return x
+
+
+def test_cpu_clock_ignores_waiting_and_wall_clock_does_not():
+    wall = measure_latency(_Sleeper(), (4,), batch_sizes=(1,), warmup=1, min_run_time=0.1, clock="wall")[1]
+    cpu = measure_latency(_Sleeper(), (4,), batch_sizes=(1,), warmup=1, min_run_time=0.1, clock="cpu")[1]
+    assert wall >= 0.02
+    assert cpu < 0.005
+    ratio = latency_ratio(_Sleeper(), nn.Identity(), (4,), batch_sizes=(1,), rounds=1, warmup=1,
+                          min_run_time=0.05, clock="cpu")
+    assert ratio[1] < 1000      # with the wall clock the sleeper would look ~10^4 x slower
+    with pytest.raises(ValueError, match="clock must be one of"):
+        measure_latency(_Sleeper(), (4,), batch_sizes=(1,), clock="gpu")
