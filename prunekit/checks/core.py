@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -72,7 +73,9 @@ class CheckResult:
     def line(self) -> str:
         """The one line printed for this result."""
         text = f"{SYMBOLS[self.status]} {self.name}: {self.message}"
-        return f"{text} — hint: {self.hint}" if self.hint and self.status == FAIL else text
+        text = f"{text} — hint: {self.hint}" if self.hint and self.status == FAIL else text
+        # One line even when a message quotes a multi-line repr (a learner's 5-D tensor).
+        return re.sub(r"\s*\n\s*", " ", text)
 
     def __repr__(self) -> str:  # short, so a bare ``check_x(x)`` at the end of a cell stays readable
         return f"CheckResult({self.name!r}, {self.status!r})"
@@ -120,14 +123,20 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
 
 
-def run_check(name: str, fn: Callable, cases: Iterable[Case], hint: str, *, passed: str = "",
-              strict: bool | None = None, quiet: bool = False) -> CheckResult:
+def run_check(name: str, fn: Callable, cases: Iterable[Case] | Callable[[], Iterable[Case]], hint: str, *,
+              passed: str = "", strict: bool | None = None, quiet: bool = False) -> CheckResult:
     """Run ``cases`` on ``fn``, print one line, return a :class:`CheckResult`.
+
+    torch's global random state is the same afterwards as before: building the cases (``nn.Linear``
+    draws its initial weights) and the learner's code (``torch.manual_seed`` inside a function) must
+    not change the numbers the rest of the lab draws, or a lab would give different results
+    depending on whether, and with which answer, a check cell was run.
 
     Args:
         name: the function's name as the lab asks for it.
         fn: the learner's function.
-        cases: :class:`Case` objects, run in order; the first failure decides the message.
+        cases: :class:`Case` objects, run in order; the first failure decides the message. Pass the
+            function that builds them (no arguments) to build them inside the protected RNG too.
         hint: the general hint shown on failure when the failing case has no specific one.
         passed: what the success line says was verified (e.g. ``"exact zero counts, ties, s = 0 and 1"``).
         strict: raise AssertionError unless the result passes; default ``$PRUNEKIT_STRICT``.
@@ -136,7 +145,8 @@ def run_check(name: str, fn: Callable, cases: Iterable[Case], hint: str, *, pass
     Never raises, except AssertionError in strict mode (and KeyboardInterrupt).
     """
     strict = strict_mode() if strict is None else strict
-    result = _evaluate(name, fn, list(cases), hint, passed)
+    with torch.random.fork_rng(devices=[]):
+        result = _evaluate(name, fn, list(cases() if callable(cases) else cases), hint, passed)
     if not quiet:
         print(result.line, flush=True)
     if strict and not result:

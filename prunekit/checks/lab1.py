@@ -208,7 +208,7 @@ def _magnitude_cases() -> list[Case]:
 def check_magnitude_mask(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``magnitude_mask(weight, sparsity)``: a 0/1 mask of ``weight.shape`` (bool or float) with exactly
     ``round(sparsity * numel)`` zeros, all at entries whose ``|w|`` is no larger than any kept one."""
-    return run_check("magnitude_mask", fn, _magnitude_cases(),
+    return run_check("magnitude_mask", fn, _magnitude_cases,
                      hint="k = round(sparsity * weight.numel()); prune the k entries with the smallest |w| "
                           "(torch.topk(..., largest=False) on weight.abs().flatten() gives their indices)",
                      passed="exact counts, ties, |w| not w, whole tensor, s = 0 and 1", strict=strict)
@@ -282,7 +282,7 @@ def _global_cases() -> list[Case]:
 def check_global_magnitude_masks(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``global_magnitude_masks(weights, sparsity)``: ``{name: mask}`` for every input tensor, exactly
     ``round(sparsity * total)`` zeros over all of them, every pruned ``|w|`` <= every kept ``|w|`` (any tensor)."""
-    return run_check("global_magnitude_masks", fn, _global_cases(), hint=_GLOBAL_RANK_HINT,
+    return run_check("global_magnitude_masks", fn, _global_cases, hint=_GLOBAL_RANK_HINT,
                      passed="one ranking across tensors, exact total count, ties, s = 0 and 1", strict=strict)
 
 
@@ -365,7 +365,7 @@ def _random_cases() -> list[Case]:
 def check_random_mask(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``random_mask(weight, sparsity, seed)``: exactly ``round(sparsity * numel)`` zeros at uniformly random
     positions that depend only on the shape, the sparsity and the seed (repeatable, global RNG untouched)."""
-    return run_check("random_mask", fn, _random_cases(), hint=_RANDOM_HINT,
+    return run_check("random_mask", fn, _random_cases, hint=_RANDOM_HINT,
                      passed="exact counts, repeatable by seed, uniform, ignores values", strict=strict)
 
 
@@ -414,7 +414,7 @@ def _saliency_cases() -> list[Case]:
 
 def check_saliency_scores(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``saliency_scores(weight, grad)``: ``|weight * grad|`` element-wise (shape and dtype of the weight)."""
-    return run_check("saliency_scores", fn, _saliency_cases(), hint=_SALIENCY_HINT,
+    return run_check("saliency_scores", fn, _saliency_cases, hint=_SALIENCY_HINT,
                      passed="values, signs, shapes, float64, Parameters", strict=strict)
 
 
@@ -495,7 +495,7 @@ def _remask_cases() -> list[Case]:
 def check_remask_(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``remask_(model, masks)``: multiplies each named parameter by its mask in place (same Parameter
     objects, so an optimizer keeps working), leaves everything else bit-identical."""
-    return run_check("remask_", fn, _remask_cases(), hint=_REMASK_HINT,
+    return run_check("remask_", fn, _remask_cases, hint=_REMASK_HINT,
                      passed="in place, by name, nested layers, float/bool masks, others untouched", strict=strict)
 
 
@@ -558,7 +558,7 @@ def _amount_cases() -> list[Case]:
 def check_torch_prune_amount(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``torch_prune_amount(current_sparsity, target_sparsity)`` = ``(target - current) / (1 - current)``
     (0 when ``current == 1``), and that the amounts reproduce a schedule with ``torch.nn.utils.prune``."""
-    return run_check("torch_prune_amount", fn, _amount_cases(), hint=_AMOUNT_HINT,
+    return run_check("torch_prune_amount", fn, _amount_cases, hint=_AMOUNT_HINT,
                      passed="formula, edge cases, verified with torch.nn.utils.prune", strict=strict)
 
 
@@ -614,5 +614,5 @@ def _below_cases() -> list[Case]:
 
 def check_prune_below(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``prune_below(weight, threshold)``: a new tensor, ``0`` where ``|w| < threshold``, ``w`` elsewhere."""
-    return run_check("prune_below", fn, _below_cases(), hint=_BELOW_HINT,
+    return run_check("prune_below", fn, _below_cases, hint=_BELOW_HINT,
                      passed="element-wise, |w| not w, strict <, new tensor, same dtype", strict=strict)

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.utils import skip_init
 
 from .core import Case, CheckResult, as_mask, call, describe_tensor, expect, same, snapshot
-from .core import run_check as _run_check
+from .core import run_check
 
 __all__ = [
     "check_apoz_scores", "check_neuron_l2_scores", "check_remove_neurons", "check_group_lasso",
@@ -94,12 +94,6 @@ def reference_select_input_pixels(weight: torch.Tensor, k: int) -> torch.Tensor:
 
 
 # ============================================================================ shared helpers
-def run_check(name: str, fn: Callable, make_cases: Callable[[], list[Case]], **kwargs) -> CheckResult:
-    """:func:`~prunekit.checks.core.run_check` on ``make_cases()``, with torch's global RNG restored
-    afterwards: building test layers (and the learner's own ``nn.Linear``) must not change the random
-    numbers the lab draws next."""
-    with torch.random.fork_rng(devices=[]):
-        return _run_check(name, fn, make_cases(), **kwargs)
 
 
 def _as_mask(out, shape: tuple[int, ...], what: str) -> torch.Tensor:

@@ -193,7 +193,7 @@ def _l2_cases() -> list[Case]:
 def check_channel_l2_importance(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``channel_l2_importance(weight)``: ``(out,)`` L2 norms of the output filters of a conv weight
     ``(out, in, kh, kw)`` (inputs untouched)."""
-    return run_check("channel_l2_importance", fn, _l2_cases(), hint=_L2_HINT,
+    return run_check("channel_l2_importance", fn, _l2_cases, hint=_L2_HINT,
                      passed="per output filter, L2 not L1 or squared, float64, Parameters", strict=strict)
 
 
@@ -252,7 +252,7 @@ def _gamma_cases() -> list[Case]:
 
 def check_bn_gamma_importance(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``bn_gamma_importance(bn)``: ``|γ|`` (``bn.weight.abs()``), shape ``(C,)``, the BatchNorm untouched."""
-    return run_check("bn_gamma_importance", fn, _gamma_cases(), hint=_GAMMA_HINT,
+    return run_check("bn_gamma_importance", fn, _gamma_cases, hint=_GAMMA_HINT,
                      passed="|γ| not γ, β, γ² or running stats", strict=strict)
 
 
@@ -331,7 +331,7 @@ def _keep_cases() -> list[Case]:
 def check_keep_indices(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``keep_indices(scores, amount)``: sorted integer indices of the ``n - min(round(amount·n), n-1)``
     best-scoring channels (the scores untouched)."""
-    return run_check("keep_indices", fn, _keep_cases(), hint=_KEEP_HINT,
+    return run_check("keep_indices", fn, _keep_cases, hint=_KEEP_HINT,
                      passed="exact counts, never empty, highest scores kept, sorted indices", strict=strict)
 
 
@@ -509,7 +509,7 @@ def check_prune_conv_bn_conv(fn: Callable, strict: bool | None = None) -> CheckR
     """Check ``prune_conv_bn_conv(conv, bn, next_conv, keep)``: three new modules with the kept filters, biases,
     BN γ/β/running statistics and next-conv input channels; the chain computes the masked model's output
     (within 1e-5) and the inputs are untouched."""
-    return run_check("prune_conv_bn_conv", fn, _surgery_cases(), hint=_SURGERY_HINT,
+    return run_check("prune_conv_bn_conv", fn, _surgery_cases, hint=_SURGERY_HINT,
                      passed="weights, biases, BN running stats, next conv's inputs, output = masked model ±1e-5, "
                             "inputs untouched", strict=strict)
 
@@ -593,7 +593,7 @@ def _macs_cases() -> list[Case]:
 def check_conv_macs(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``conv_macs(conv, input_hw)``: the multiply-accumulates of one image through ``conv``,
     ``out_h · out_w · c_out · (c_in / groups) · kh · kw`` (output size from stride, padding, kernel)."""
-    return run_check("conv_macs", fn, _macs_cases(), hint=_MACS_HINT,
+    return run_check("conv_macs", fn, _macs_cases, hint=_MACS_HINT,
                      passed="output size from stride/padding, kernel, groups, 1x1 shortcuts", strict=strict)
 
 
@@ -650,5 +650,5 @@ def _group_cases() -> list[Case]:
 def check_residual_group_importance(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``residual_group_importance(weights)``: ``Σ_m ‖W_m[c]‖₂`` over a list of conv weights that share
     their output channels (the producers of one dependency group); inputs untouched."""
-    return run_check("residual_group_importance", fn, _group_cases(), hint=_GROUP_HINT,
+    return run_check("residual_group_importance", fn, _group_cases, hint=_GROUP_HINT,
                      passed="summed over all producers, per-member L2 norms, mixed kernel sizes", strict=strict)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .core import Case, CheckFailed, CheckResult, call, describe_tensor, expect, snapshot
-from .core import run_check as _run_check
+from .core import run_check
 from .lab2 import _as_mask
 
 __all__ = [
@@ -108,11 +108,6 @@ def reference_should_stop(history: Sequence[float], tolerance: float) -> bool:
 
 
 # ============================================================================ helpers
-def run_check(name: str, fn: Callable, make_cases: Callable[[], list[Case]], **kwargs) -> CheckResult:
-    """:func:`~prunekit.checks.core.run_check` with torch's global RNG restored afterwards (building the test
-    models must not change the random numbers the lab draws next)."""
-    with torch.random.fork_rng(devices=[]):
-        return _run_check(name, fn, make_cases(), **kwargs)
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -218,7 +218,7 @@ def _counts_cases() -> list[Case]:
 def check_exact_counts(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``exact_counts(wanted, total)``: integer counts, each the floor or ceil of its wanted value,
     adding up to exactly ``total``, the entries with the largest fractional parts rounded up."""
-    return run_check("exact_counts", fn, _counts_cases(), hint=_COUNTS_HINT,
+    return run_check("exact_counts", fn, _counts_cases, hint=_COUNTS_HINT,
                      passed="exact sums, floor/ceil only, largest remainders, float noise", strict=strict)
 
 
@@ -342,7 +342,7 @@ def _scale_cases() -> list[Case]:
 def check_scale_allocation(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``scale_allocation(raw, sizes, sparsity)``: densities ∝ raw (one ε, layers capped at density 1 with
     ε recomputed), whole pruned counts adding up to exactly ``round(sparsity * Σ sizes)``."""
-    return run_check("scale_allocation", fn, _scale_cases(), hint=_SCALE_HINT,
+    return run_check("scale_allocation", fn, _scale_cases, hint=_SCALE_HINT,
                      passed="exact totals, capping at density 1, = prunekit's ERK, s = 0 and 1", strict=strict)
 
 
@@ -432,7 +432,7 @@ def _best_cases() -> list[Case]:
 def check_best_config(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``best_config(results, tolerance)``: the sparsest row within an absolute ``tolerance`` of the best
     ``val_acc`` (ties: higher val_acc, then the first), never reading ``test_acc``, not reordering ``results``."""
-    return run_check("best_config", fn, _best_cases(), hint=_BEST_HINT,
+    return run_check("best_config", fn, _best_cases, hint=_BEST_HINT,
                      passed="validation only, >= tolerance, sparsest, ties, input untouched", strict=strict)
 
 
@@ -510,7 +510,7 @@ def _pareto_cases() -> list[Case]:
 def check_pareto_front(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``pareto_front(points)``: the non-dominated ``(cost, accuracy)`` pairs (minimise cost, maximise
     accuracy), each distinct pair once, sorted by cost."""
-    return run_check("pareto_front", fn, _pareto_cases(), hint=_PARETO_HINT,
+    return run_check("pareto_front", fn, _pareto_cases, hint=_PARETO_HINT,
                      passed="dominance both ways, ties, duplicates, sorted by cost", strict=strict)
 
 
@@ -612,5 +612,5 @@ def _nm_cases() -> list[Case]:
 def check_nm_mask(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``nm_mask(weight, n, m)``: exactly ``n`` kept in every group of ``m`` consecutive inputs (dim 1) of a
     2-D weight, the largest ``|w|`` of the group, ties included; ValueError when ``in`` is not a multiple of ``m``."""
-    return run_check("nm_mask", fn, _nm_cases(), hint=_NM_HINT,
+    return run_check("nm_mask", fn, _nm_cases, hint=_NM_HINT,
                      passed="n per group of m along the inputs, |w|, ties, 1:4 2:8 3:4, shape errors", strict=strict)

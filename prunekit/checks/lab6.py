@@ -205,7 +205,7 @@ def _quant_cases() -> list[Case]:
 def check_quantize_int8(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``quantize_int8(weight, per_channel=False, scale=None)`` -> ``(q int8, scale)``: symmetric
     ``max|w| / 127`` scale (per tensor or per dim-0 channel), round to nearest, clamp to [-127, 127]."""
-    return run_check("quantize_int8", fn, _quant_cases(), hint=_Q_HINT,
+    return run_check("quantize_int8", fn, _quant_cases, hint=_Q_HINT,
                      passed="scale /127, rounding, clamping, per channel on dim 0, zero rows, int8", strict=strict)
 
 
@@ -266,7 +266,7 @@ def _dequant_cases() -> list[Case]:
 
 def check_dequantize(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``dequantize(q, scale)`` = ``q · scale`` as float32, a per-channel scale along dim 0."""
-    return run_check("dequantize", fn, _dequant_cases(), hint=_DQ_HINT,
+    return run_check("dequantize", fn, _dequant_cases, hint=_DQ_HINT,
                      passed="per tensor, per channel on dim 0 (square and 4-D), float32", strict=strict)
 
 
@@ -363,7 +363,7 @@ def _km_cases() -> list[Case]:
 def check_kmeans_share(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``kmeans_share(weight, n_clusters, iters)`` -> ``(codebook (k,), indices (weight.shape))``:
     k-means of the nonzero weights only, linear init over [min, max], empty clusters kept, index -1 at zeros."""
-    return run_check("kmeans_share", fn, _km_cases(), hint=_KM_HINT,
+    return run_check("kmeans_share", fn, _km_cases, hint=_KM_HINT,
                      passed="zeros stay -1, linear init, exact iterations, empty clusters, nearest assignment",
                      strict=strict)
 
@@ -457,7 +457,7 @@ def _kd_cases() -> list[Case]:
 def check_distillation_loss(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``distillation_loss(student_logits, teacher_logits, labels, temperature, alpha)``:
     value, T², KL direction, batchmean, alpha weighting, gradient, and no gradient into the teacher."""
-    return run_check("distillation_loss", fn, _kd_cases(), hint=_KD_HINT,
+    return run_check("distillation_loss", fn, _kd_cases, hint=_KD_HINT,
                      passed="T², KL(teacher ‖ student), batchmean, alpha, gradients, teacher detached",
                      strict=strict)
 
@@ -544,7 +544,7 @@ def _ri_cases() -> list[Case]:
 def check_relative_indices(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``relative_indices(weight, index_bits)`` -> ``(gaps, fillers)``: Han et al.'s relative
     positions of the nonzeros, gaps in [1, 2**b] from position -1, fillers of exactly 2**b."""
-    return run_check("relative_indices", fn, _ri_cases(), hint=_RI_HINT,
+    return run_check("relative_indices", fn, _ri_cases, hint=_RI_HINT,
                      passed="first gap from -1, fillers of exactly 2**b, boundary 2**b, row-major, empty",
                      strict=strict)
 
@@ -635,5 +635,5 @@ def _huf_cases() -> list[Case]:
 def check_huffman_code_lengths(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``huffman_code_lengths(counts)``: one length per symbol, 0 for unused ones, a prefix code
     (Kraft Σ 2^-l ≤ 1) whose total length Σ count·length is optimal (any optimal tie-break accepted)."""
-    return run_check("huffman_code_lengths", fn, _huf_cases(), hint=_HUF_HINT,
+    return run_check("huffman_code_lengths", fn, _huf_cases, hint=_HUF_HINT,
                      passed="prefix-free, optimal total length, unused symbols, a lone symbol", strict=strict)
