@@ -10,6 +10,7 @@ Train one (fixed seed; the CIFAR models hold out the 5,000 validation images of
     python -m prunekit.zoo train lenet300
     python -m prunekit.zoo train vgg --resume      # continue after an interruption
     python -m prunekit.zoo list
+    python -m prunekit.zoo table                   # the README's table, from the checkpoints
 
 Example:
     >>> model = load_pretrained("lenet300")       # doctest: +SKIP
@@ -181,6 +182,27 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
     return info
 
 
+def markdown_table() -> str:
+    """The README's table of shipped checkpoints, written from their recorded metadata.
+
+    ``python -m prunekit.zoo table`` prints it; a test checks that README.md contains it, so the
+    numbers people read are the numbers the checkpoints carry.
+    """
+    lines = ["| model | data | parameters | test accuracy | target | trained |", "|---|---|---|---|---|---|"]
+    for name in MODEL_NAMES:
+        if not checkpoint_path(name).is_file():
+            lines.append(f"| `{name}` | {DATASET_OF[name]} | | not trained yet | {TARGETS[name]:.0%} | |")
+            continue
+        info = checkpoint_info(name)
+        recipe, accuracy = info["recipe"], info["test_accuracy"]
+        verdict = "" if accuracy >= info["target"] else " (below target)"
+        precision = f" ({recipe['precision']})" if recipe.get("precision", "fp32") != "fp32" else ""
+        lines.append(f"| `{name}` | {recipe['dataset']} | {info['parameters']:,} | {accuracy:.2%}{verdict} | "
+                     f"{info['target']:.0%} | {recipe['epochs']} epochs, {info['train_seconds'] / 60:.0f} min "
+                     f"on {info['device']}{precision} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m prunekit.zoo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,11 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     sub.add_parser("list", help="show the shipped checkpoints and their accuracy")
+    sub.add_parser("table", help="print the README's markdown table of the shipped checkpoints")
     args = parser.parse_args(argv)
     if args.command == "train":
         if args.threads:
             torch.set_num_threads(args.threads)
         train_zoo_model(args.name, epochs=args.epochs, device=args.device, resume=args.resume, quiet=args.quiet)
+    elif args.command == "table":
+        print(markdown_table())
     else:
         for name in MODEL_NAMES:
             try:
