@@ -94,8 +94,6 @@ def reference_select_input_pixels(weight: torch.Tensor, k: int) -> torch.Tensor:
 
 
 # ============================================================================ shared helpers
-
-
 def _as_mask(out, shape: tuple[int, ...], what: str) -> torch.Tensor:
     """:func:`~prunekit.checks.core.as_mask`, accepting 0/1 float or int tensors too."""
     if isinstance(out, torch.Tensor) and out.dtype != torch.bool and not out.is_complex() and \

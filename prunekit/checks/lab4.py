@@ -108,8 +108,6 @@ def reference_should_stop(history: Sequence[float], tolerance: float) -> bool:
 
 
 # ============================================================================ helpers
-
-
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
