@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from prunekit import checks
+from prunekit.checks import core
 
 LABS = {f"lab{n}": importlib.import_module(f"prunekit.checks.lab{n}") for n in range(1, 7)}
 # Fewest cases each lab's checks run: a reference that "passes" on a handful of cases proves little.
@@ -115,3 +116,36 @@ def test_global_rng_is_left_alone(lab, name):
     for fn in (_reference(lab, name), _reseeds_then_fails, _stub):
         _check(lab, name)(fn, strict=False)
         assert torch.equal(state, torch.get_rng_state()), f"check_{name} changed torch's RNG with {fn}"
+
+
+# ----------------------------------------------------------------------------- checks.core itself
+def test_use_or_reference(capsys):
+    def mine(w, s):
+        return w.abs() >= 0
+
+    good = core.CheckResult("magnitude_mask", "pass", "ok")
+    bad = core.CheckResult("magnitude_mask", "not_implemented", "not implemented yet")
+    assert checks.use_or_reference(mine, good, checks.reference_magnitude_mask) is mine
+    assert capsys.readouterr().out == ""
+    assert checks.use_or_reference(mine, bad, checks.reference_magnitude_mask) is checks.reference_magnitude_mask
+    assert "using prunekit's reference implementation" in capsys.readouterr().out
+    with pytest.raises(TypeError):
+        checks.use_or_reference(mine, bad, reference=None)
+
+
+def test_check_result_contract():
+    assert bool(core.CheckResult("f", "pass", "x")) and not core.CheckResult("f", "fail", "x")
+    assert core.CheckResult("f", "fail", "bad", "do this").line == "✘ f: bad — hint: do this"
+    assert repr(core.CheckResult("f", "pass", "x")) == "CheckResult('f', 'pass')"
+    with pytest.raises(ValueError):
+        core.CheckResult("f", "passed", "x")
+
+
+def test_strict_mode_reads_environment(monkeypatch):
+    monkeypatch.setenv("PRUNEKIT_STRICT", "1")
+    assert core.strict_mode()
+    monkeypatch.setenv("PRUNEKIT_STRICT", "0")
+    assert not core.strict_mode()
+    monkeypatch.setenv("PRUNEKIT_STRICT", "maybe")
+    with pytest.raises(ValueError):
+        core.strict_mode()

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from checks_helpers import cases, rejected
 from prunekit import checks
-from prunekit.checks import core
 from prunekit.masks import topk_mask
 
 
@@ -267,7 +267,6 @@ WRONG = {
     "torch_prune_amount": [amt_target, amt_difference, amt_over_current, amt_remaining_ratio],
     "prune_below": [pb_sign, pb_all, pb_no_abs, pb_less_equal, pb_in_place, pb_mask],
 }
-EXERCISES = sorted(WRONG)
 
 
 def _check(name):
@@ -279,15 +278,9 @@ def _not_strict(monkeypatch):
     monkeypatch.delenv("PRUNEKIT_STRICT", raising=False)
 
 
-@pytest.mark.parametrize("name,wrong", [(n, w) for n in EXERCISES for w in WRONG[n]],
-                         ids=[f"{n}-{w.__name__}" for n in EXERCISES for w in WRONG[n]])
-def test_wrong_implementation_is_rejected(name, wrong, capsys):
-    state = torch.get_rng_state()
-    result = _check(name)(wrong)
-    torch.set_rng_state(state)
-    line = capsys.readouterr().out.strip()
-    assert not result and result.status == "fail", line
-    assert line.startswith(f"✘ {name}: ") and " — hint: " in line and line.count("\n") == 0
+@pytest.mark.parametrize(**cases(WRONG))
+def test_wrong_implementation_is_rejected(name, fn):
+    rejected(_check(name), fn)
 
 
 def test_specific_hints(capsys):
@@ -312,32 +305,3 @@ def test_checks_are_deterministic(capsys):
         checks.check_random_mask(checks.reference_random_mask)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == lines[2] and lines[1] == lines[3]
-
-
-def test_use_or_reference(capsys):
-    good = core.CheckResult("magnitude_mask", "pass", "ok")
-    bad = core.CheckResult("magnitude_mask", "not_implemented", "not implemented yet")
-    assert checks.use_or_reference(mm_signed, good, checks.reference_magnitude_mask) is mm_signed
-    assert capsys.readouterr().out == ""
-    assert checks.use_or_reference(mm_signed, bad, checks.reference_magnitude_mask) is checks.reference_magnitude_mask
-    assert "using prunekit's reference implementation" in capsys.readouterr().out
-    with pytest.raises(TypeError):
-        checks.use_or_reference(mm_signed, bad, reference=None)
-
-
-def test_check_result_contract():
-    assert bool(core.CheckResult("f", "pass", "x")) and not core.CheckResult("f", "fail", "x")
-    assert core.CheckResult("f", "fail", "bad", "do this").line == "✘ f: bad — hint: do this"
-    assert repr(core.CheckResult("f", "pass", "x")) == "CheckResult('f', 'pass')"
-    with pytest.raises(ValueError):
-        core.CheckResult("f", "passed", "x")
-
-
-def test_strict_mode_reads_environment(monkeypatch):
-    monkeypatch.setenv("PRUNEKIT_STRICT", "1")
-    assert core.strict_mode()
-    monkeypatch.setenv("PRUNEKIT_STRICT", "0")
-    assert not core.strict_mode()
-    monkeypatch.setenv("PRUNEKIT_STRICT", "maybe")
-    with pytest.raises(ValueError):
-        core.strict_mode()

@@ -6,33 +6,21 @@ import copy
 import torch
 from torch import nn
 
+from checks_helpers import rejected
 from prunekit.checks import lab2
 from prunekit.surgery import remove_neurons as library_remove_neurons
 
 
-def _check(name):
-    return getattr(lab2, f"check_{name}")
-
-
-def _rejects(name, fn, *hint_words):
-    result = _check(name)(fn, strict=False)
-    assert result.status == "fail", result.line
-    text = (result.message + " " + result.hint).lower()
-    for word in hint_words:
-        assert word.lower() in text, f"{word!r} not in {result.line!r}"
-    return result
-
-
 # ----------------------------------------------------------------------------- apoz_scores
 def test_apoz_wrong_implementations():
-    _rejects("apoz_scores", lambda a: (a != 0).float().mean(0), "non-zero")
-    _rejects("apoz_scores", lambda a: (a <= 0).float().mean(0), "negative")
-    _rejects("apoz_scores", lambda a: (a < 0).float().mean(0), "negative")
-    _rejects("apoz_scores", lambda a: (a == 0).float().mean(1), "dim")
-    _rejects("apoz_scores", lambda a: (a == 0).sum(0), "fraction")
-    _rejects("apoz_scores", lambda a: (a == 0).float().sum(0), "divide by n")
-    _rejects("apoz_scores", lambda a: (a.abs() < 1e-3).float().mean(0), "exact zeros")
-    _rejects("apoz_scores", lambda a: (a == 0).float().mean(), "shape")
+    rejected(lab2.check_apoz_scores, lambda a: (a != 0).float().mean(0), "non-zero")
+    rejected(lab2.check_apoz_scores, lambda a: (a <= 0).float().mean(0), "negative")
+    rejected(lab2.check_apoz_scores, lambda a: (a < 0).float().mean(0), "negative")
+    rejected(lab2.check_apoz_scores, lambda a: (a == 0).float().mean(1), "dim")
+    rejected(lab2.check_apoz_scores, lambda a: (a == 0).sum(0), "fraction")
+    rejected(lab2.check_apoz_scores, lambda a: (a == 0).float().sum(0), "divide by n")
+    rejected(lab2.check_apoz_scores, lambda a: (a.abs() < 1e-3).float().mean(0), "exact zeros")
+    rejected(lab2.check_apoz_scores, lambda a: (a == 0).float().mean(), "shape")
 
 
 def test_apoz_accepts_float64_results_and_library():
@@ -45,16 +33,16 @@ def test_apoz_must_not_modify_input():
     def relu_in_place(a):
         a.clamp_(min=0)
         return (a == 0).float().mean(0)
-    _rejects("apoz_scores", relu_in_place, "in place")
+    rejected(lab2.check_apoz_scores, relu_in_place, "in place")
 
 
 # ----------------------------------------------------------------------------- neuron_l2_scores
 def test_neuron_l2_wrong_implementations():
-    _rejects("neuron_l2_scores", lambda w: w.abs().sum(1), "l1")
-    _rejects("neuron_l2_scores", lambda w: (w ** 2).sum(1), "square root")
-    _rejects("neuron_l2_scores", lambda w: w.norm(dim=0), "column")
-    _rejects("neuron_l2_scores", lambda w: w.sum(1), "signed")
-    _rejects("neuron_l2_scores", lambda w: w.norm(dim=1).long(), "int")
+    rejected(lab2.check_neuron_l2_scores, lambda w: w.abs().sum(1), "l1")
+    rejected(lab2.check_neuron_l2_scores, lambda w: (w ** 2).sum(1), "square root")
+    rejected(lab2.check_neuron_l2_scores, lambda w: w.norm(dim=0), "column")
+    rejected(lab2.check_neuron_l2_scores, lambda w: w.sum(1), "signed")
+    rejected(lab2.check_neuron_l2_scores, lambda w: w.norm(dim=1).long(), "int")
 
 
 def test_neuron_l2_accepts_library():
@@ -96,7 +84,7 @@ def test_remove_neurons_wrong_dimension_of_fc_out():
             new_in.bias = nn.Parameter(fc_in.bias[keep].detach().clone())
         new_out.weight = nn.Parameter(fc_out.weight[keep].detach().clone())
         return new_in, new_out
-    _rejects("remove_neurons", wrong, "columns")
+    rejected(lab2.check_remove_neurons, wrong, "columns")
 
     def stale_features(fc_in, fc_out, keep):   # right tensors, but in/out_features still the old ones
         keep = torch.as_tensor(keep)
@@ -106,14 +94,14 @@ def test_remove_neurons_wrong_dimension_of_fc_out():
             new_in.bias = nn.Parameter(fc_in.bias[keep].detach().clone())
         new_out.weight = nn.Parameter(fc_out.weight[:, keep].detach().clone())
         return new_in, new_out
-    _rejects("remove_neurons", stale_features, "features")
+    rejected(lab2.check_remove_neurons, stale_features, "features")
 
 
 def test_remove_neurons_fc_out_not_cut():
     def wrong(fc_in, fc_out, keep):
         keep = torch.as_tensor(keep)
         return _build(fc_in, fc_out, fc_in.weight[keep], _bias(fc_in, keep), fc_out.weight, _bias(fc_out))
-    _rejects("remove_neurons", wrong, "not cut")
+    rejected(lab2.check_remove_neurons, wrong, "not cut")
 
 
 def test_remove_neurons_forgets_fc_in_bias():
@@ -121,7 +109,7 @@ def test_remove_neurons_forgets_fc_in_bias():
         keep = torch.as_tensor(keep)
         new_in, new_out = _build(fc_in, fc_out, fc_in.weight[keep], None, fc_out.weight[:, keep], _bias(fc_out))
         return new_in, new_out
-    _rejects("remove_neurons", wrong, "bias")
+    rejected(lab2.check_remove_neurons, wrong, "bias")
 
 
 def test_remove_neurons_keeps_default_bias_of_fc_in():
@@ -134,7 +122,7 @@ def test_remove_neurons_keeps_default_bias_of_fc_in():
             new_out.weight.copy_(fc_out.weight[:, keep])
             new_out.bias.copy_(fc_out.bias)
         return new_in, new_out
-    _rejects("remove_neurons", wrong, "bias")
+    rejected(lab2.check_remove_neurons, wrong, "bias")
 
 
 def test_remove_neurons_cuts_fc_out_bias():
@@ -145,7 +133,7 @@ def test_remove_neurons_cuts_fc_out_bias():
         if fc_out.bias is not None:
             new_out.bias = nn.Parameter(fc_out.bias[keep].detach().clone())
         return new_in, new_out
-    _rejects("remove_neurons", wrong, "outputs, which do not change")
+    rejected(lab2.check_remove_neurons, wrong, "outputs, which do not change")
 
 
 def test_remove_neurons_drops_instead_of_keeps():
@@ -153,7 +141,7 @@ def test_remove_neurons_drops_instead_of_keeps():
         drop = torch.as_tensor(keep)
         keep = torch.tensor([j for j in range(fc_in.out_features) if j not in drop.tolist()], dtype=torch.long)
         return _build(fc_in, fc_out, fc_in.weight[keep], _bias(fc_in, keep), fc_out.weight[:, keep], _bias(fc_out))
-    _rejects("remove_neurons", wrong, "not listed in keep")
+    rejected(lab2.check_remove_neurons, wrong, "not listed in keep")
 
 
 def test_remove_neurons_modifies_the_inputs():
@@ -166,7 +154,7 @@ def test_remove_neurons_modifies_the_inputs():
             fc_out.weight = nn.Parameter(fc_out.weight[:, keep].clone())
         fc_in.out_features = fc_out.in_features = len(keep)
         return fc_in, fc_out
-    _rejects("remove_neurons", wrong, "modified")
+    rejected(lab2.check_remove_neurons, wrong, "modified")
 
 
 def test_remove_neurons_shares_memory():
@@ -179,7 +167,7 @@ def test_remove_neurons_shares_memory():
             return reference_pair(fc_in, fc_out, keep)
         return new_in, new_out
     reference_pair = lab2.reference_remove_neurons
-    _rejects("remove_neurons", wrong, "share memory")
+    rejected(lab2.check_remove_neurons, wrong, "share memory")
 
 
 def test_remove_neurons_first_k_rows():
@@ -187,7 +175,7 @@ def test_remove_neurons_first_k_rows():
         k = len(keep)
         return _build(fc_in, fc_out, fc_in.weight[:k], _bias(fc_in, slice(0, k)), fc_out.weight[:, :k],
                       _bias(fc_out))
-    _rejects("remove_neurons", wrong, "first k")
+    rejected(lab2.check_remove_neurons, wrong, "first k")
 
 
 def test_remove_neurons_inconsistent_order():
@@ -195,7 +183,7 @@ def test_remove_neurons_inconsistent_order():
         keep = torch.as_tensor(keep)
         return _build(fc_in, fc_out, fc_in.weight[keep], _bias(fc_in, keep), fc_out.weight[:, keep.sort().values],
                       _bias(fc_out))
-    _rejects("remove_neurons", wrong, "order")
+    rejected(lab2.check_remove_neurons, wrong, "order")
 
 
 def test_remove_neurons_wrong_dtype_and_frozen_parameters():
@@ -211,14 +199,14 @@ def test_remove_neurons_wrong_dtype_and_frozen_parameters():
             if fc_out.bias is not None:
                 new_out.bias.copy_(fc_out.bias)
         return new_in, new_out
-    _rejects("remove_neurons", float32_only, "dtype")
+    rejected(lab2.check_remove_neurons, float32_only, "dtype")
 
     def frozen(fc_in, fc_out, keep):
         new_in, new_out = lab2.reference_remove_neurons(fc_in, fc_out, keep)
         for p in list(new_in.parameters()) + list(new_out.parameters()):
             p.requires_grad_(False)
         return new_in, new_out
-    _rejects("remove_neurons", frozen, "grad")
+    rejected(lab2.check_remove_neurons, frozen, "grad")
 
 
 def test_remove_neurons_accepts_sorted_order_and_the_library():
@@ -234,15 +222,15 @@ def test_remove_neurons_reference_keeps_order():
 
 # ----------------------------------------------------------------------------- group_lasso
 def test_group_lasso_wrong_implementations():
-    _rejects("group_lasso", lambda w: (w ** 2).sum(), "sum of squares")
-    _rejects("group_lasso", lambda w: w.norm(), "whole matrix")
-    _rejects("group_lasso", lambda w: w.norm(dim=0).sum(), "column")
-    _rejects("group_lasso", lambda w: w.abs().sum(), "l1")
-    _rejects("group_lasso", lambda w: w.norm(dim=1).mean(), "average")
-    _rejects("group_lasso", lambda w: w.norm(dim=1), "one number")
-    _rejects("group_lasso", lambda w: w.norm(dim=1).sum().item(), "tensor")
-    _rejects("group_lasso", lambda w: w.detach().norm(dim=1).sum(), "require grad")
-    _rejects("group_lasso", lambda w: (w ** 2).sum(1).sqrt().sum(), "nan")
+    rejected(lab2.check_group_lasso, lambda w: (w ** 2).sum(), "sum of squares")
+    rejected(lab2.check_group_lasso, lambda w: w.norm(), "whole matrix")
+    rejected(lab2.check_group_lasso, lambda w: w.norm(dim=0).sum(), "column")
+    rejected(lab2.check_group_lasso, lambda w: w.abs().sum(), "l1")
+    rejected(lab2.check_group_lasso, lambda w: w.norm(dim=1).mean(), "average")
+    rejected(lab2.check_group_lasso, lambda w: w.norm(dim=1), "one number")
+    rejected(lab2.check_group_lasso, lambda w: w.norm(dim=1).sum().item(), "tensor")
+    rejected(lab2.check_group_lasso, lambda w: w.detach().norm(dim=1).sum(), "require grad")
+    rejected(lab2.check_group_lasso, lambda w: (w ** 2).sum(1).sqrt().sum(), "nan")
 
 
 def test_group_lasso_accepts_alternatives():
@@ -252,12 +240,12 @@ def test_group_lasso_accepts_alternatives():
 
 # ----------------------------------------------------------------------------- dead_neurons
 def test_dead_neurons_wrong_implementations():
-    _rejects("dead_neurons", lambda w, t: w.norm(dim=1) > t, "living")
-    _rejects("dead_neurons", lambda w, t: w.norm(dim=1) < t, "<=")
-    _rejects("dead_neurons", lambda w, t: w.abs().sum(1) <= t, "l1")
-    _rejects("dead_neurons", lambda w, t: (w ** 2).sum(1) <= t, "square")
-    _rejects("dead_neurons", lambda w, t: w.norm(dim=0) <= t, "column")
-    _rejects("dead_neurons", lambda w, t: (w.abs() <= t).all(1), "whole row")
+    rejected(lab2.check_dead_neurons, lambda w, t: w.norm(dim=1) > t, "living")
+    rejected(lab2.check_dead_neurons, lambda w, t: w.norm(dim=1) < t, "<=")
+    rejected(lab2.check_dead_neurons, lambda w, t: w.abs().sum(1) <= t, "l1")
+    rejected(lab2.check_dead_neurons, lambda w, t: (w ** 2).sum(1) <= t, "square")
+    rejected(lab2.check_dead_neurons, lambda w, t: w.norm(dim=0) <= t, "column")
+    rejected(lab2.check_dead_neurons, lambda w, t: (w.abs() <= t).all(1), "whole row")
 
 
 def test_dead_neurons_accepts_float_masks():
@@ -273,19 +261,19 @@ def _topk_mask(scores, k):
 
 
 def test_select_input_pixels_wrong_implementations():
-    _rejects("select_input_pixels", lambda w, k: _topk_mask(w.norm(dim=1), k), "neuron")
-    _rejects("select_input_pixels", lambda w, k: _topk_mask(w.abs().sum(0), k), "l1")
-    _rejects("select_input_pixels", lambda w, k: _topk_mask(w.sum(0), k), "signed")
-    _rejects("select_input_pixels", lambda w, k: ~_topk_mask(w.norm(dim=0), k), "smallest")
-    _rejects("select_input_pixels", lambda w, k: _topk_mask(-w.norm(dim=0), k), "norm")
-    _rejects("select_input_pixels", lambda w, k: w.norm(dim=0).topk(k).indices, "mask")
+    rejected(lab2.check_select_input_pixels, lambda w, k: _topk_mask(w.norm(dim=1), k), "neuron")
+    rejected(lab2.check_select_input_pixels, lambda w, k: _topk_mask(w.abs().sum(0), k), "l1")
+    rejected(lab2.check_select_input_pixels, lambda w, k: _topk_mask(w.sum(0), k), "signed")
+    rejected(lab2.check_select_input_pixels, lambda w, k: ~_topk_mask(w.norm(dim=0), k), "smallest")
+    rejected(lab2.check_select_input_pixels, lambda w, k: _topk_mask(-w.norm(dim=0), k), "norm")
+    rejected(lab2.check_select_input_pixels, lambda w, k: w.norm(dim=0).topk(k).indices, "mask")
 
     def threshold(w, k):
         norms = w.norm(dim=0)
         if k == 0:
             return torch.zeros_like(norms, dtype=torch.bool)
         return norms >= norms.topk(k).values[-1]
-    _rejects("select_input_pixels", threshold, "ties")
+    rejected(lab2.check_select_input_pixels, threshold, "ties")
 
 
 def test_select_input_pixels_accepts_topk_any_tie_break():

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from checks_helpers import rejected
 from prunekit.checks.lab3 import (check_bn_gamma_importance, check_channel_l2_importance, check_conv_macs,
                                   check_keep_indices, check_prune_conv_bn_conv, check_residual_group_importance,
                                   reference_channel_l2_importance,
@@ -17,16 +18,6 @@ from prunekit.checks.lab3 import (check_bn_gamma_importance, check_channel_l2_im
 from prunekit.measure import count_macs
 from prunekit.models import build_model
 from prunekit.surgery import channel_masks_as_zeros, dependency_groups, prune_channels, prune_conv_bn_conv, shrink
-
-
-def rejected(check, fn, *hint_words: str) -> str:
-    """Run ``check`` quietly; assert it fails (never raises) and its line mentions every hint word."""
-    result = check(fn, strict=False)
-    assert result.status == "fail", result.line
-    assert not result
-    for word in hint_words:
-        assert word.lower() in result.line.lower(), f"{word!r} not in: {result.line}"
-    return result.line
 
 
 # ----------------------------------------------------------------------------- channel_l2_importance

@@ -6,24 +6,12 @@ import math
 
 import torch
 
+from checks_helpers import rejected
 from prunekit.checks import lab4
 from prunekit.lottery import random_masks_like, rewind_weights
 from prunekit.pruning import apply_masks
 from prunekit.schedules import agp_sparsity as library_agp
 from prunekit.schedules import iterative_sparsities
-
-
-def _check(name):
-    return getattr(lab4, f"check_{name}")
-
-
-def _rejects(name, fn, *hint_words):
-    result = _check(name)(fn, strict=False)
-    assert result.status == "fail", result.line
-    text = (result.message + " " + result.hint).lower()
-    for word in hint_words:
-        assert word.lower() in text, f"{word!r} not in {result.line!r}"
-    return result
 
 
 # ----------------------------------------------------------------------------- agp_sparsity
@@ -51,14 +39,15 @@ def test_agp_accepts_library():
 
 
 def test_agp_wrong_implementations():
-    _rejects("agp_sparsity", _agp(exponent=2), "exponent")
-    _rejects("agp_sparsity", _agp(rounding=False), "every Δt")
-    _rejects("agp_sparsity", _agp(swap=True), "swapped")
-    _rejects("agp_sparsity", _agp(by_n=True), "n * Δt")
-    _rejects("agp_sparsity", _agp(cap=False), "stays at s_f")
-    _rejects("agp_sparsity", _agp(before=False), "before t0")
-    _rejects("agp_sparsity", lambda t, s_i, s_f, t0, n, dt: s_i + (s_f - s_i) * min(max(t - t0, 0) // dt / n, 1))
-    _rejects("agp_sparsity", lambda *args: str(_agp()(*args)), "number")
+    rejected(lab4.check_agp_sparsity, _agp(exponent=2), "exponent")
+    rejected(lab4.check_agp_sparsity, _agp(rounding=False), "every Δt")
+    rejected(lab4.check_agp_sparsity, _agp(swap=True), "swapped")
+    rejected(lab4.check_agp_sparsity, _agp(by_n=True), "n * Δt")
+    rejected(lab4.check_agp_sparsity, _agp(cap=False), "stays at s_f")
+    rejected(lab4.check_agp_sparsity, _agp(before=False), "before t0")
+    rejected(lab4.check_agp_sparsity,
+             lambda t, s_i, s_f, t0, n, dt: s_i + (s_f - s_i) * min(max(t - t0, 0) // dt / n, 1))
+    rejected(lab4.check_agp_sparsity, lambda *args: str(_agp()(*args)), "number")
 
 
 # ----------------------------------------------------------------------------- iterative_targets
@@ -70,18 +59,20 @@ def test_iterative_targets_accepts_library_and_other_types():
 
 
 def test_iterative_targets_wrong_implementations():
-    _rejects("iterative_targets", lambda f, r: [f * k / r for k in range(1, r + 1)], "geometric")
-    _rejects("iterative_targets", lambda f, r: [(1 - f) ** (k / r) for k in range(1, r + 1)], "remaining fractions")
-    _rejects("iterative_targets", lambda f, r: [1 - (1 - f) ** (k / r) for k in range(r)], "k starts at 1")
-    _rejects("iterative_targets", lambda f, r: [1 - (1 - f) ** (1 / r)] * r, "per-round")
-    _rejects("iterative_targets", lambda f, r: [1 - (1 - f) ** (k / r) for k in range(r + 1)], "round 0")
-    _rejects("iterative_targets", lambda f, r: [1 - (1 - f) ** (k / r) for k in range(1, r + 1)][:-1] + [f + 1e-8])
+    rejected(lab4.check_iterative_targets, lambda f, r: [f * k / r for k in range(1, r + 1)], "geometric")
+    rejected(lab4.check_iterative_targets,
+             lambda f, r: [(1 - f) ** (k / r) for k in range(1, r + 1)], "remaining fractions")
+    rejected(lab4.check_iterative_targets, lambda f, r: [1 - (1 - f) ** (k / r) for k in range(r)], "k starts at 1")
+    rejected(lab4.check_iterative_targets, lambda f, r: [1 - (1 - f) ** (1 / r)] * r, "per-round")
+    rejected(lab4.check_iterative_targets, lambda f, r: [1 - (1 - f) ** (k / r) for k in range(r + 1)], "round 0")
+    rejected(lab4.check_iterative_targets,
+             lambda f, r: [1 - (1 - f) ** (k / r) for k in range(1, r + 1)][:-1] + [f + 1e-8])
 
 
 def test_iterative_targets_must_end_exactly_at_final():
     def off_by_float(f, r):
         return [1 - (1 - f) ** (k / r) + 1e-11 for k in range(1, r + 1)]
-    _rejects("iterative_targets", off_by_float, "exactly")
+    rejected(lab4.check_iterative_targets, off_by_float, "exactly")
 
 
 # ----------------------------------------------------------------------------- prune_remaining_mask
@@ -100,13 +91,13 @@ def test_prune_remaining_of_all_weights():
     def of_all(w, m, f):   # prunes f of ALL the weights (what a per-round "sparsity" would do)
         scores = torch.where(m.bool(), w.abs().double(), torch.tensor(math.inf, dtype=torch.float64))
         return m.bool() & _topk_of(scores, round(f * m.numel()))
-    _rejects("prune_remaining_mask", of_all, "all the weights")
+    rejected(lab4.check_prune_remaining_mask, of_all, "all the weights")
 
 
 def test_prune_remaining_ignoring_the_old_mask():
     def fresh(w, m, f):    # re-ranks every weight: old pruned ones can come back
         return _topk_of(w.abs(), round(f * int(m.bool().sum())))
-    _rejects("prune_remaining_mask", fresh, "revive")
+    rejected(lab4.check_prune_remaining_mask, fresh, "revive")
 
 
 def test_prune_remaining_product_ties_with_pruned_zeros():
@@ -114,7 +105,7 @@ def test_prune_remaining_product_ties_with_pruned_zeros():
         m = m.bool()
         n_old = int((~m).sum())
         return _topk_of((w * m).abs(), n_old + round(f * int(m.sum())))
-    _rejects("prune_remaining_mask", product, "revive")
+    rejected(lab4.check_prune_remaining_mask, product, "revive")
 
 
 def test_prune_remaining_other_mistakes():
@@ -139,12 +130,13 @@ def test_prune_remaining_other_mistakes():
         m.copy_(new.to(m.dtype))
         return m
 
-    _rejects("prune_remaining_mask", signed, "negative")
-    _rejects("prune_remaining_mask", largest, "largest")
-    _rejects("prune_remaining_mask", truncating, "int()")
-    _rejects("prune_remaining_mask", keeps_fraction, "remove")
-    _rejects("prune_remaining_mask", in_place, "in place")
-    _rejects("prune_remaining_mask", lambda w, m, f: lab4.reference_prune_remaining_mask(w, m, f).flatten(), "shape")
+    rejected(lab4.check_prune_remaining_mask, signed, "negative")
+    rejected(lab4.check_prune_remaining_mask, largest, "largest")
+    rejected(lab4.check_prune_remaining_mask, truncating, "int()")
+    rejected(lab4.check_prune_remaining_mask, keeps_fraction, "remove")
+    rejected(lab4.check_prune_remaining_mask, in_place, "in place")
+    rejected(lab4.check_prune_remaining_mask,
+             lambda w, m, f: lab4.reference_prune_remaining_mask(w, m, f).flatten(), "shape")
 
 
 # ----------------------------------------------------------------------------- rewind
@@ -166,7 +158,7 @@ def test_rewind_restoring_pruned_weights():
     def no_mask(model, init_state, masks):
         model.load_state_dict(init_state)
         return model
-    _rejects("rewind", no_mask, "initial values back")
+    rejected(lab4.check_rewind, no_mask, "initial values back")
 
 
 def test_rewind_to_final_weights():
@@ -176,7 +168,7 @@ def test_rewind_to_final_weights():
         for name, mask in masks.items():
             params[name].mul_(mask)
         return model
-    _rejects("rewind", only_mask, "trained values")
+    rejected(lab4.check_rewind, only_mask, "trained values")
 
 
 def test_rewind_inverted_masks():
@@ -187,7 +179,7 @@ def test_rewind_inverted_masks():
         for name, mask in masks.items():
             params[name].mul_(~mask.bool())
         return model
-    _rejects("rewind", inverted, "kept weights")
+    rejected(lab4.check_rewind, inverted, "kept weights")
 
 
 def test_rewind_only_masked_weights():
@@ -197,7 +189,7 @@ def test_rewind_only_masked_weights():
         for name, mask in masks.items():
             params[name].copy_(init_state[name] * mask)
         return model
-    _rejects("rewind", masked_only, "every tensor")
+    rejected(lab4.check_rewind, masked_only, "every tensor")
 
 
 def test_rewind_parameters_but_not_buffers():
@@ -206,7 +198,7 @@ def test_rewind_parameters_but_not_buffers():
         for name, p in model.named_parameters():
             p.copy_(init_state[name] * masks[name] if name in masks else init_state[name])
         return model
-    _rejects("rewind", params_only, "batchnorm")
+    rejected(lab4.check_rewind, params_only, "batchnorm")
 
 
 def test_rewind_sharing_memory_with_init_state():
@@ -217,21 +209,21 @@ def test_rewind_sharing_memory_with_init_state():
             if name in masks:
                 p.data.mul_(masks[name])
         return model
-    _rejects("rewind", aliasing, "init_state")
+    rejected(lab4.check_rewind, aliasing, "init_state")
 
     @torch.no_grad()
     def aliasing_unmasked(model, init_state, masks):
         for name, t in model.state_dict(keep_vars=True).items():
             t.data = init_state[name] * masks[name] if name in masks else init_state[name]
         return model
-    _rejects("rewind", aliasing_unmasked, "shares memory")
+    rejected(lab4.check_rewind, aliasing_unmasked, "shares memory")
 
 
 def test_rewind_new_objects_or_copies():
     def new_model(model, init_state, masks):
         fresh = copy.deepcopy(model)
         return lab4.reference_rewind(fresh, init_state, masks)
-    _rejects("rewind", new_model, "the model itself")
+    rejected(lab4.check_rewind, new_model, "the model itself")
 
     @torch.no_grad()
     def new_parameters(model, init_state, masks):
@@ -246,7 +238,7 @@ def test_rewind_new_objects_or_copies():
             if name in init_state:
                 b.copy_(init_state[name])
         return model
-    _rejects("rewind", new_parameters, "new object")
+    rejected(lab4.check_rewind, new_parameters, "new object")
 
 
 def test_rewind_without_no_grad_hint():
@@ -256,7 +248,7 @@ def test_rewind_without_no_grad_hint():
         for name, mask in masks.items():
             params[name].mul_(mask)
         return model
-    _rejects("rewind", grad_enabled, "no_grad")
+    rejected(lab4.check_rewind, grad_enabled, "no_grad")
 
 
 def test_rewind_with_random_masks_like_is_still_checked():
@@ -279,12 +271,12 @@ def test_early_stop_wrong_implementations():
         i = accs.index(max(accs))
         return i, accs[i]
 
-    _rejects("early_stop", last_best, "earliest")
-    _rejects("early_stop", index, "not the index")
-    _rejects("early_stop", lambda curve: tuple(curve[-1]), "last point")
-    _rejects("early_stop", lambda curve: min(curve, key=lambda c: c[1]), "worst")
-    _rejects("early_stop", lambda curve: max(curve), "maximum accuracy")   # max by step
-    _rejects("early_stop", lambda curve: max(c[1] for c in curve), "pair")
+    rejected(lab4.check_early_stop, last_best, "earliest")
+    rejected(lab4.check_early_stop, index, "not the index")
+    rejected(lab4.check_early_stop, lambda curve: tuple(curve[-1]), "last point")
+    rejected(lab4.check_early_stop, lambda curve: min(curve, key=lambda c: c[1]), "worst")
+    rejected(lab4.check_early_stop, lambda curve: max(curve), "maximum accuracy")   # max by step
+    rejected(lab4.check_early_stop, lambda curve: max(c[1] for c in curve), "pair")
 
 
 def test_early_stop_accepts_lists():
@@ -293,12 +285,12 @@ def test_early_stop_accepts_lists():
 
 # ----------------------------------------------------------------------------- should_stop
 def test_should_stop_wrong_implementations():
-    _rejects("should_stop", lambda h, tol: h[-1] < h[-2] - tol if len(h) > 1 else False, "previous round")
-    _rejects("should_stop", lambda h, tol: h[-1] < max(h) - tol, "best round")
-    _rejects("should_stop", lambda h, tol: h[-1] <= h[0] - tol, "strict <")
-    _rejects("should_stop", lambda h, tol: h[-1] < h[0] - tol / 100, "fraction")
-    _rejects("should_stop", lambda h, tol: any(a < h[0] - tol for a in h), "dense")
-    _rejects("should_stop", lambda h, tol: int(h[-1] < h[0] - tol), "bool")
+    rejected(lab4.check_should_stop, lambda h, tol: h[-1] < h[-2] - tol if len(h) > 1 else False, "previous round")
+    rejected(lab4.check_should_stop, lambda h, tol: h[-1] < max(h) - tol, "best round")
+    rejected(lab4.check_should_stop, lambda h, tol: h[-1] <= h[0] - tol, "strict <")
+    rejected(lab4.check_should_stop, lambda h, tol: h[-1] < h[0] - tol / 100, "fraction")
+    rejected(lab4.check_should_stop, lambda h, tol: any(a < h[0] - tol for a in h), "dense")
+    rejected(lab4.check_should_stop, lambda h, tol: int(h[-1] < h[0] - tol), "bool")
 
 
 def test_should_stop_accepts_numpy_and_tensor_bools():

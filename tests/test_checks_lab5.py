@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from checks_helpers import cases, rejected
 from prunekit import checks
 from prunekit.checks import lab5
 from prunekit.masks import nm_mask as library_nm_mask
@@ -249,7 +250,6 @@ WRONG = {
                      pf_neighbours_only],
     "nm_mask": [nm_wrong_dim, nm_smallest, nm_swapped, nm_signed, nm_threshold_ties, nm_unstructured, nm_no_error],
 }
-EXERCISES = sorted(WRONG)
 
 
 def _check(name):
@@ -261,13 +261,9 @@ def _not_strict(monkeypatch):
     monkeypatch.delenv("PRUNEKIT_STRICT", raising=False)
 
 
-@pytest.mark.parametrize("name,wrong", [(n, w) for n in EXERCISES for w in WRONG[n]],
-                         ids=[f"{n}-{w.__name__}" for n in EXERCISES for w in WRONG[n]])
-def test_wrong_implementation_is_rejected(name, wrong, capsys):
-    result = _check(name)(wrong)
-    line = capsys.readouterr().out.strip()
-    assert not result and result.status == "fail", line
-    assert line.startswith(f"✘ {name}: ") and " — hint: " in line and line.count("\n") == 0
+@pytest.mark.parametrize(**cases(WRONG))
+def test_wrong_implementation_is_rejected(name, fn):
+    rejected(_check(name), fn)
 
 
 def test_specific_hints(capsys):

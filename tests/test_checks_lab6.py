@@ -10,11 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from checks_helpers import cases, rejected
 from prunekit import checks
-
-EXERCISES = ["quantize_int8", "dequantize", "kmeans_share", "distillation_loss", "relative_indices",
-             "huffman_code_lengths"]
-
 
 def _check(name):
     return getattr(checks, f"check_{name}")
@@ -432,25 +429,18 @@ def _not_strict(monkeypatch):
     monkeypatch.delenv("PRUNEKIT_STRICT", raising=False)
 
 
-@pytest.mark.parametrize("name,fn", [(n, f) for n in EXERCISES for f in RIGHT[n]],
-                         ids=[f"{n}-{f.__name__}" for n in EXERCISES for f in RIGHT[n]])
+@pytest.mark.parametrize(**cases(RIGHT))
 def test_learner_style_correct_answer_passes(name, fn, capsys):
     result = _check(name)(fn)
     assert result, capsys.readouterr().out
 
 
 @pytest.mark.filterwarnings("ignore:reduction")          # kd_mean_reduction's own PyTorch warning
-@pytest.mark.parametrize("name,wrong", [(n, w) for n in EXERCISES for w in WRONG[n]],
-                         ids=[f"{n}-{w.__name__}" for n in EXERCISES for w in WRONG[n]])
-def test_wrong_implementation_is_rejected(name, wrong, capsys):
-    state = torch.get_rng_state()
-    result = _check(name)(wrong)
-    assert torch.equal(state, torch.get_rng_state()), "a check changed the global RNG"
-    line = capsys.readouterr().out.strip()
-    assert not result and result.status == "fail", line
-    assert line.startswith(f"✘ {name}: ") and " — hint: " in line and line.count("\n") == 0
-    if wrong in HINTS:
-        assert HINTS[wrong] in line.lower(), line
+@pytest.mark.parametrize(**cases(WRONG))
+def test_wrong_implementation_is_rejected(name, fn):
+    line = rejected(_check(name), fn)
+    if fn in HINTS:
+        assert HINTS[fn] in line.lower(), line
 
 
 def test_checks_are_deterministic(capsys):

@@ -14,7 +14,7 @@ from torch import nn
 from prunekit import compression as C
 from prunekit.models import build_model
 from prunekit.notebook import InMemory
-from prunekit.pruning import apply_masks, prune_layerwise
+from prunekit.pruning import prune_layerwise
 
 
 def _gen(seed):

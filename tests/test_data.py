@@ -1,6 +1,5 @@
 """The data layer, on the real files (no mocks of the data layer)."""
 import io
-import os
 import pickle
 import tarfile
 

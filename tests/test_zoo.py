@@ -1,6 +1,5 @@
 """Every shipped checkpoint is evaluated on the real test set and matches its recorded accuracy."""
 import pytest
-import torch
 
 from prunekit.data import load_dataset
 from prunekit.models import MODEL_NAMES
