@@ -424,14 +424,9 @@ HINTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _not_strict(monkeypatch):
-    monkeypatch.delenv("PRUNEKIT_STRICT", raising=False)
-
-
 @pytest.mark.parametrize(**cases(RIGHT))
 def test_learner_style_correct_answer_passes(name, fn, capsys):
-    result = _check(name)(fn)
+    result = _check(name)(fn, strict=False)
     assert result, capsys.readouterr().out
 
 
@@ -445,7 +440,7 @@ def test_wrong_implementation_is_rejected(name, fn):
 
 def test_checks_are_deterministic(capsys):
     for _ in range(2):
-        checks.check_kmeans_share(km_random_init)
-        checks.check_huffman_code_lengths(huf_shannon)
+        checks.check_kmeans_share(km_random_init, strict=False)
+        checks.check_huffman_code_lengths(huf_shannon, strict=False)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == lines[2] and lines[1] == lines[3]
