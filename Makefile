@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
-.PHONY: start test install labs bench
+.PHONY: start test install labs bench outputs
 
 install:
 	@scripts/bootstrap.sh >/dev/null
@@ -20,3 +20,7 @@ labs:
 
 bench:
 	@PY=$$(scripts/bootstrap.sh) && $$PY -m prunekit.bench
+
+# Maintainers: re-execute notebooks and store their outputs, e.g. make outputs NB="course/06_faq.ipynb"
+outputs:
+	@PY=$$(scripts/bootstrap.sh) && scripts/execute_notebooks.sh "$$PY" $(NB)
