@@ -15,6 +15,6 @@ for nb in "$@"; do
   start=$SECONDS
   # nbconvert runs the kernel in the notebook's folder, as JupyterLab does.
   "$PY" -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 "$nb" \
-        2> >(grep -v "^\[NbConvertApp\]" >&2)
+        2> >(grep -v "^\[NbConvertApp\]\|Kernel is running over TCP" >&2)
   echo "$nb: executed in $((SECONDS - start)) s"
 done
