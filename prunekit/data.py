@@ -287,16 +287,21 @@ class ImageDataset(Dataset):
         labels: int64 tensor (N,).
         mean, std: per-channel normalisation constants.
         augment: random 4-pixel-padded crop and horizontal flip (CIFAR training).
+        cutout: with ``augment``, also zero a random ``cutout`` x ``cutout`` square of each image
+            (:func:`random_cutout`); 0 = off.
 
     ``dataset[i]`` returns ``(x, y)`` with x float32 (C, H, W) and y an int.
     Augmentation draws from torch's global RNG, so ``seed_everything`` makes it repeatable.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, augment: bool = False,
-                 classes: tuple[str, ...] = ()):
+                 classes: tuple[str, ...] = (), cutout: int = 0):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise TypeError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if not isinstance(cutout, int) or cutout < 0:
+            raise ValueError(f"cutout must be a side length in pixels >= 0 (0 = off), got {cutout!r}")
         self.images, self.targets, self.augment, self.classes = images, labels, augment, classes
+        self.cutout = cutout
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
@@ -307,6 +312,8 @@ class ImageDataset(Dataset):
         x = (self.images[i].float() / 255.0 - self.mean) / self.std
         if self.augment:
             x = random_crop_flip(x)
+            if self.cutout:
+                x = random_cutout(x, self.cutout)
         return x, int(self.targets[i])
 
 
@@ -318,6 +325,21 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
     x = padded[:, top:top + h, left:left + w]
     if torch.rand(()) < 0.5:
         x = x.flip(-1)
+    return x
+
+
+def random_cutout(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017) on one normalised image (C, H, W): zero a ``size`` x ``size`` square.
+
+    The square's centre is uniform over the image and the square is clipped at the borders, so
+    sometimes less is hidden. Zero is the dataset mean after normalisation: the patch is "grey".
+    A regulariser for networks that fit their training set (the model must use the whole object).
+    """
+    _, h, w = x.shape
+    top = torch.randint(0, h, ()).item() - size // 2       # the square's first row and column,
+    left = torch.randint(0, w, ()).item() - size // 2      # possibly outside the image
+    x = x.clone()
+    x[:, max(top, 0):top + size, max(left, 0):left + size] = 0.0
     return x
 
 

@@ -23,11 +23,12 @@ import argparse
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from .data import cache_dir, cifar_archive_md5, load_dataset, make_loader, train_val_split
 from .models import DATASET_OF, MODEL_NAMES, build_model
@@ -55,6 +56,14 @@ class Recipe:
     # labs can tune on them without the model having seen them; 0 trains on all of them.
     val_size: int = 0
     precision: str = "fp32"  # "bf16": mixed precision, 2-3x faster on CPUs with AMX (see train())
+    cutout: int = 0  # side of the square prunekit.data.random_cutout hides in each training image; 0 = off
+
+
+def recipe_with_defaults(recorded: dict) -> dict:
+    """A recipe as recorded in a checkpoint or progress file, with fields added to Recipe since set
+    to the defaults they had then (e.g. ``cutout=0``), so old and new records compare equal."""
+    defaults = {f.name: f.default for f in fields(Recipe) if f.default is not MISSING}
+    return {**defaults, **recorded}
 
 
 RECIPES = {
@@ -117,7 +126,7 @@ def _data_record(dataset: str) -> dict:
 
 
 def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: bool = False,
-                    quiet: bool = False) -> dict:
+                    quiet: bool = False, cutout: int | None = None) -> dict:
     """Train ``name`` with its recipe from a fixed seed, evaluate on the test set, save the checkpoint.
 
     Progress is saved after each epoch in the per-user cache, so ``resume=True`` continues an
@@ -126,7 +135,9 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
     _check_name(name)
     recipe = RECIPES[name]
     if epochs is not None:
-        recipe = Recipe(**{**asdict(recipe), "epochs": epochs})
+        recipe = replace(recipe, epochs=epochs)
+    if cutout is not None:
+        recipe = replace(recipe, cutout=cutout)
     device = get_device(device)
     seed_everything(recipe.seed)
     model = build_model(name).to(device)
@@ -138,13 +149,16 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
         monitor = "val_acc"
     else:  # trained on every training image: the only held-out set to watch is the test set
         train_set, monitor_set, monitor = load_dataset(recipe.dataset, "train"), test_set, "test_acc"
+    if recipe.cutout:
+        images = train_set.dataset if isinstance(train_set, Subset) else train_set
+        images.cutout = recipe.cutout  # this dataset object is private to the run
     optimizer = make_optimizer(model, recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = make_scheduler(optimizer, recipe.lr_schedule, recipe.epochs)
     progress = cache_dir() / "zoo-progress" / f"{name}.pt"
     start_epoch, seconds, history = 0, 0.0, []
     if resume and progress.is_file():
         state = torch.load(progress, map_location=device, weights_only=False)
-        if state.get("recipe") != asdict(recipe):
+        if recipe_with_defaults(state.get("recipe", {})) != asdict(recipe):
             raise ValueError(f"{progress} was made with another recipe ({state.get('recipe')}); "
                              f"delete it or train without --resume")
         model.load_state_dict(state["model"])
@@ -209,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("train", help="train a zoo model with its recipe and save the checkpoint")
     t.add_argument("name", choices=MODEL_NAMES)
     t.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    t.add_argument("--cutout", type=int, help="override the recipe's cutout size (0 = off)")
     t.add_argument("--device", help="cpu, cuda, mps (default: automatic)")
     t.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -219,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "train":
         if args.threads:
             torch.set_num_threads(args.threads)
-        train_zoo_model(args.name, epochs=args.epochs, device=args.device, resume=args.resume, quiet=args.quiet)
+        train_zoo_model(args.name, epochs=args.epochs, device=args.device, resume=args.resume, quiet=args.quiet,
+                        cutout=args.cutout)
     elif args.command == "table":
         print(markdown_table())
     else:

@@ -138,3 +138,32 @@ def test_loader_order_depends_only_on_seed(data_root):
     again = [y.tolist() for _, y in make_loader(ds, 64, shuffle=True, seed=5)]
     other = [y.tolist() for _, y in make_loader(ds, 64, shuffle=True, seed=6)]
     assert first == again and first != other
+
+
+def test_cutout_hides_one_clipped_square():
+    torch.manual_seed(0)
+    x = torch.ones(3, 32, 32)
+    hidden_counts = set()
+    for _ in range(200):
+        y = data.random_cutout(x, 8)
+        hidden = (y == 0).all(0)
+        rows, cols = hidden.any(1).nonzero().flatten(), hidden.any(0).nonzero().flatten()
+        assert (y == 0).sum() == 3 * hidden.sum()                      # all channels, same pixels
+        assert hidden.sum() == len(rows) * len(cols)                   # one solid rectangle ...
+        assert len(rows) <= 8 and len(cols) <= 8                       # ... at most 8 x 8
+        assert rows.diff().eq(1).all() and cols.diff().eq(1).all()
+        hidden_counts.add(int(hidden.sum()))
+    assert 64 in hidden_counts and min(hidden_counts) < 64             # whole squares and clipped ones
+    assert torch.equal(x, torch.ones(3, 32, 32))                       # the input is not changed
+
+
+def test_cutout_only_when_augmenting():
+    images = torch.full((4, 3, 32, 32), 200, dtype=torch.uint8)
+    labels = torch.zeros(4, dtype=torch.int64)
+    plain = data.ImageDataset(images, labels, (0.5,) * 3, (0.25,) * 3, augment=False, cutout=16)
+    assert (plain[0][0] != 0).all()
+    cut = data.ImageDataset(images, labels, (0.5,) * 3, (0.25,) * 3, augment=True, cutout=16)
+    torch.manual_seed(0)
+    assert sum(int((cut[i][0] == 0).all(0).sum()) for i in range(4)) > 0
+    with pytest.raises(ValueError, match="cutout must be"):
+        data.ImageDataset(images, labels, (0.5,) * 3, (0.25,) * 3, cutout=-1)

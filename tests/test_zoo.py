@@ -65,20 +65,32 @@ def test_training_with_a_held_out_split_and_resume_guard(tmp_path, monkeypatch, 
     assert (tmp_path / "checkpoints" / "lenet300.pt").is_file()
     with pytest.raises(ValueError, match="another recipe"):
         zoo.train_zoo_model("lenet300", epochs=2, resume=True, quiet=True)
+    with pytest.raises(ValueError, match="another recipe"):
+        zoo.train_zoo_model("lenet300", cutout=8, resume=True, quiet=True)
+
+
+def test_recipes_recorded_before_a_field_existed_still_match():
+    """A run (or checkpoint) recorded before Recipe gained ``cutout`` had cutout 0: resuming it works."""
+    from dataclasses import asdict
+
+    from prunekit.zoo import RECIPES, recipe_with_defaults
+
+    old = {k: v for k, v in asdict(RECIPES["vgg"]).items() if k != "cutout"}
+    assert recipe_with_defaults(old) == asdict(RECIPES["vgg"])
+    assert recipe_with_defaults({**old, "epochs": 1}) != asdict(RECIPES["vgg"])
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_shipped_checkpoint_was_made_by_the_current_recipe(name):
     """`python -m prunekit.zoo train NAME` must reproduce what is shipped, not an older recipe."""
-    from dataclasses import asdict, fields
+    from dataclasses import asdict
 
-    from prunekit.zoo import RECIPES, Recipe
+    from prunekit.zoo import RECIPES, recipe_with_defaults
 
     if not checkpoint_path(name).is_file():
         pytest.skip(f"{name} checkpoint not trained yet")
-    # A field added to Recipe after a checkpoint was made (val_size, precision) had its default then.
-    defaults = {f.name: f.default for f in fields(Recipe)}
-    assert {**defaults, **checkpoint_info(name)["recipe"]} == asdict(RECIPES[name])
+    # A field added to Recipe after a checkpoint was made (val_size, precision, cutout) had its default then.
+    assert recipe_with_defaults(checkpoint_info(name)["recipe"]) == asdict(RECIPES[name])
 
 
 def test_readme_table_is_the_checkpoints_own_record():
