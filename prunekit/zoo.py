@@ -210,10 +210,12 @@ def markdown_table() -> str:
         info = checkpoint_info(name)
         recipe, accuracy = info["recipe"], info["test_accuracy"]
         verdict = "" if accuracy >= info["target"] else " (below target)"
-        precision = f" ({recipe['precision']})" if recipe.get("precision", "fp32") != "fp32" else ""
+        extras = [recipe["precision"]] if recipe.get("precision", "fp32") != "fp32" else []
+        extras += [f"cutout {recipe['cutout']}"] if recipe.get("cutout") else []
+        extras = f" ({', '.join(extras)})" if extras else ""
         lines.append(f"| `{name}` | {recipe['dataset']} | {info['parameters']:,} | {accuracy:.2%}{verdict} | "
                      f"{info['target']:.0%} | {recipe['epochs']} epochs, {info['train_seconds'] / 60:.0f} min "
-                     f"on {info['device']}{precision} |")
+                     f"on {info['device']}{extras} |")
     return "\n".join(lines)
 
 
