@@ -70,7 +70,7 @@ RECIPES = {
     "lenet300": Recipe("lenet300", "mnist", epochs=20, lr=0.05, weight_decay=1e-4),
     "lenet5": Recipe("lenet5", "mnist", epochs=12, lr=0.05, weight_decay=5e-4),
     "vgg": Recipe("vgg", "cifar10", epochs=110, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
-                  val_size=5000, precision="bf16"),
+                  val_size=5000, precision="bf16", cutout=16),
     "resnet20": Recipe("resnet20", "cifar10", epochs=100, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
                        val_size=5000, precision="bf16"),
 }
