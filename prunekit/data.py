@@ -344,7 +344,7 @@ def random_cutout(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, download: bool = True,
-                 augment: bool | None = None) -> ImageDataset:
+                 augment: bool | None = None, cutout: int = 0) -> ImageDataset:
     """Load ``"mnist"`` or ``"cifar10"``, split ``"train"`` or ``"test"``, as a torch Dataset.
 
     Args:
@@ -353,6 +353,7 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, d
         root: a folder to look in first (see the module docstring for the search order).
         download: fetch missing files from the official source into the per-user cache.
         augment: random crop + flip; default True for the CIFAR-10 training split, else False.
+        cutout: with ``augment``, also hide a random ``cutout`` x ``cutout`` square (0 = off).
 
     Returns:
         An :class:`ImageDataset`; ``.targets`` holds the labels as an int64 tensor.
@@ -369,13 +370,13 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, d
         images, labels = _mnist_arrays(split, root, download)
         images = torch.from_numpy(images.copy()).unsqueeze(1)
         return ImageDataset(images, torch.from_numpy(labels.astype(np.int64)), MNIST_MEAN, MNIST_STD,
-                            augment=bool(augment), classes=tuple(str(i) for i in range(10)))
+                            augment=bool(augment), classes=tuple(str(i) for i in range(10)), cutout=cutout)
     if name == "cifar10":
         images, labels = _cifar_arrays(split, root, download)
         if augment is None:
             augment = split == "train"
         return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels),
-                            CIFAR_MEAN, CIFAR_STD, augment=augment, classes=CIFAR_CLASSES)
+                            CIFAR_MEAN, CIFAR_STD, augment=augment, classes=CIFAR_CLASSES, cutout=cutout)
     raise ValueError(f"unknown dataset {name!r}: expected 'mnist' or 'cifar10'")
 
 
@@ -390,10 +391,10 @@ def labels_of(dataset: Dataset) -> np.ndarray:
 
 
 def train_val_split(name: str, val_size: int = 5000, seed: int = 0, root=None,
-                    download: bool = True) -> tuple[Subset, Subset]:
+                    download: bool = True, cutout: int = 0) -> tuple[Subset, Subset]:
     """Split the official training set into (train, validation), stratified by class and repeatable.
 
-    The validation part is never augmented, whatever the training part does; use it for every
+    The validation part is never augmented (nor cut out), whatever the training part does; use it for every
     choice (thresholds, schedules, early stopping) so the test set is touched once at the end.
 
     Example:
@@ -403,7 +404,7 @@ def train_val_split(name: str, val_size: int = 5000, seed: int = 0, root=None,
     """
     from sklearn.model_selection import train_test_split
 
-    train_full = load_dataset(name, "train", root=root, download=download)
+    train_full = load_dataset(name, "train", root=root, download=download, cutout=cutout)
     plain = load_dataset(name, "train", root=root, download=download, augment=False)
     indices = np.arange(len(train_full))
     train_idx, val_idx = train_test_split(indices, test_size=val_size, random_state=seed,

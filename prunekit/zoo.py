@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import Subset
 
 from .data import cache_dir, cifar_archive_md5, load_dataset, make_loader, train_val_split
 from .models import DATASET_OF, MODEL_NAMES, build_model
@@ -145,13 +144,12 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
         model = model.to(memory_format=torch.channels_last)
     test_set = load_dataset(recipe.dataset, "test")
     if recipe.val_size:
-        train_set, monitor_set = train_val_split(recipe.dataset, val_size=recipe.val_size, seed=0)
+        train_set, monitor_set = train_val_split(recipe.dataset, val_size=recipe.val_size, seed=0,
+                                                 cutout=recipe.cutout)
         monitor = "val_acc"
     else:  # trained on every training image: the only held-out set to watch is the test set
-        train_set, monitor_set, monitor = load_dataset(recipe.dataset, "train"), test_set, "test_acc"
-    if recipe.cutout:
-        images = train_set.dataset if isinstance(train_set, Subset) else train_set
-        images.cutout = recipe.cutout  # this dataset object is private to the run
+        train_set = load_dataset(recipe.dataset, "train", cutout=recipe.cutout)
+        monitor_set, monitor = test_set, "test_acc"
     optimizer = make_optimizer(model, recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = make_scheduler(optimizer, recipe.lr_schedule, recipe.epochs)
     progress = cache_dir() / "zoo-progress" / f"{name}.pt"
@@ -210,9 +208,9 @@ def markdown_table() -> str:
         info = checkpoint_info(name)
         recipe, accuracy = info["recipe"], info["test_accuracy"]
         verdict = "" if accuracy >= info["target"] else " (below target)"
-        extras = [recipe["precision"]] if recipe.get("precision", "fp32") != "fp32" else []
-        extras += [f"cutout {recipe['cutout']}"] if recipe.get("cutout") else []
-        extras = f" ({', '.join(extras)})" if extras else ""
+        notes = [recipe["precision"]] if recipe.get("precision", "fp32") != "fp32" else []
+        notes += [f"cutout {recipe['cutout']}"] if recipe.get("cutout") else []
+        extras = f" ({', '.join(notes)})" if notes else ""
         lines.append(f"| `{name}` | {recipe['dataset']} | {info['parameters']:,} | {accuracy:.2%}{verdict} | "
                      f"{info['target']:.0%} | {recipe['epochs']} epochs, {info['train_seconds'] / 60:.0f} min "
                      f"on {info['device']}{extras} |")

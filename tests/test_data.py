@@ -167,3 +167,9 @@ def test_cutout_only_when_augmenting():
     assert sum(int((cut[i][0] == 0).all(0).sum()) for i in range(4)) > 0
     with pytest.raises(ValueError, match="cutout must be"):
         data.ImageDataset(images, labels, (0.5,) * 3, (0.25,) * 3, cutout=-1)
+
+
+def test_train_val_split_cuts_out_only_the_training_part(data_root):
+    train, val = data.train_val_split("cifar10", val_size=500, root=data_root, cutout=16)
+    assert train.dataset.cutout == 16 and train.dataset.augment
+    assert val.dataset.cutout == 0 and not val.dataset.augment
