@@ -171,8 +171,11 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
         record = train(model, loader, epochs=1, optimizer=optimizer, lr_schedule=None, device=device,
                        quiet=quiet, label_smoothing=recipe.label_smoothing, precision=recipe.precision)[0]
         scheduler.step()
-        seconds += time.perf_counter() - t0
-        record.update(epoch=epoch + 1, **{monitor: evaluate(model, monitor_set, device=device)})
+        epoch_seconds = time.perf_counter() - t0
+        seconds += epoch_seconds
+        # Per-epoch time and thread count: a resumed run may mix thread counts, and the total alone hides it.
+        record.update(epoch=epoch + 1, seconds=round(epoch_seconds, 1), threads=torch.get_num_threads(),
+                      **{monitor: evaluate(model, monitor_set, device=device)})
         history.append(record)
         print(f"{name} epoch {epoch + 1}/{recipe.epochs}: loss {record['loss']:.4f} "
               f"train {record['train_acc']:.4f} {monitor[:-4]} {record[monitor]:.4f} ({seconds:.0f} s)", flush=True)
@@ -182,7 +185,8 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
                     "epoch": epoch + 1, "seconds": seconds, "history": history}, progress)
     accuracy = evaluate(model.cpu(), test_set, device="cpu")
     info = {"name": name, "recipe": asdict(recipe), "test_accuracy": accuracy, "target": TARGETS[name],
-            "train_seconds": round(seconds, 1), "device": str(device), "threads": torch.get_num_threads(),
+            "train_seconds": round(seconds, 1), "device": str(device),
+            "threads": sorted({r["threads"] for r in history if "threads" in r}),
             "torch": str(torch.__version__), "machine": platform.machine(), "data": _data_record(recipe.dataset),
             "parameters": sum(p.numel() for p in model.parameters()),
             "date": time.strftime("%Y-%m-%d"), "history": history}

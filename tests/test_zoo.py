@@ -1,5 +1,6 @@
 """Every shipped checkpoint is evaluated on the real test set and matches its recorded accuracy."""
 import pytest
+import torch
 
 from prunekit.data import load_dataset
 from prunekit.models import MODEL_NAMES
@@ -62,6 +63,8 @@ def test_training_with_a_held_out_split_and_resume_guard(tmp_path, monkeypatch, 
     assert info["recipe"]["val_size"] == 5000
     assert "val_acc" in info["history"][0] and "test_acc" not in info["history"][0]
     assert info["history"][0]["val_acc"] > 0.9 and info["test_accuracy"] > 0.9
+    assert info["threads"] == [torch.get_num_threads()] == [info["history"][0]["threads"]]
+    assert 0 < info["history"][0]["seconds"] <= info["train_seconds"]
     assert (tmp_path / "checkpoints" / "lenet300.pt").is_file()
     with pytest.raises(ValueError, match="another recipe"):
         zoo.train_zoo_model("lenet300", epochs=2, resume=True, quiet=True)
