@@ -249,7 +249,7 @@ class TieToClusters:
 
 # ============================================================================ distillation
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                      temperature: float = 4.0, alpha: float = 0.9) -> torch.Tensor:
+                      temperature: float = 4.0, alpha: float = 0.9, label_smoothing: float = 0.0) -> torch.Tensor:
     """Hinton et al. 2015: ``alpha · T² · KL(softmax(t/T) ‖ softmax(s/T)) + (1 − alpha) · CE(s, labels)``.
 
     KL is summed over classes and averaged over the batch ("batchmean"); the teacher is a constant
@@ -257,6 +257,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
     Args:
         student_logits, teacher_logits: ``(N, C)``; labels: ``(N,)`` int64.
+        label_smoothing: passed to the hard (cross-entropy) term.
 
     Returns:
         a scalar tensor (differentiable w.r.t. the student's logits).
@@ -274,7 +275,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     p_teacher = F.softmax(teacher_logits.detach() / temperature, dim=1)
     soft = F.kl_div(log_p_student, p_teacher, reduction="batchmean")
-    hard = F.cross_entropy(student_logits, labels)
+    hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
     return alpha * temperature ** 2 * soft + (1 - alpha) * hard
 
 

@@ -164,7 +164,8 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
           val_data: Dataset | DataLoader | None = None, after_step: Iterable[StepCallback] = (),
           regularizer: Callable[[nn.Module], torch.Tensor] | None = None, max_steps: int | None = None,
           device=None, quiet: bool = False, label_smoothing: float = 0.0,
-          precision: str = "fp32") -> list[dict]:
+          precision: str = "fp32", loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+          | None = None) -> list[dict]:
     """Train ``model`` in place with cross-entropy; returns one dict of statistics per epoch.
 
     Args:
@@ -177,6 +178,8 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
         regularizer: ``f(model) -> scalar`` added to the loss (e.g. ``prunekit.regularizers.make_regularizer("l1", 1e-5)``).
         val_data: if given, validation accuracy is measured after each epoch.
         quiet: no progress bar.
+        loss_fn: ``f(logits, x, y) -> scalar`` used instead of cross-entropy (``label_smoothing`` is
+            then up to it), e.g. a distillation loss that also runs a teacher on ``x``.
         precision: ``"fp32"``, ``"bf16"`` (mixed precision: convolutions and matrix products in
             bfloat16, weights and updates in fp32) or ``"auto"`` (:func:`fast_precision`: bf16 where
             the hardware supports it, which is 2-3x faster, else fp32).
@@ -194,7 +197,9 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
     if isinstance(optimizer, str):
         optimizer = make_optimizer(model, optimizer, lr=lr, weight_decay=weight_decay)
     scheduler = make_scheduler(optimizer, lr_schedule, epochs)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    if loss_fn is None:
+        cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        loss_fn = lambda logits, x, y: cross_entropy(logits, y)  # noqa: E731
     autocast = _autocast(device, precision)
     callbacks = list(after_step)
     history, step = [], 0
@@ -206,7 +211,7 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
             x, y = x.to(device), y.to(device)
             with autocast:
                 logits = model(x)
-                loss = loss_fn(logits, y)
+                loss = loss_fn(logits, x, y)
             if regularizer is not None:
                 loss = loss + regularizer(model)
             optimizer.zero_grad(set_to_none=True)

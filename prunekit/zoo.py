@@ -56,6 +56,11 @@ class Recipe:
     val_size: int = 0
     precision: str = "fp32"  # "bf16": mixed precision, 2-3x faster on CPUs with AMX (see train())
     cutout: int = 0  # side of the square prunekit.data.random_cutout hides in each training image; 0 = off
+    # Another zoo model (same dataset) whose softened predictions this one also learns from
+    # (knowledge distillation, Hinton et al. 2015; prunekit.compression.distillation_loss); "" = none.
+    teacher: str = ""
+    temperature: float = 4.0
+    distill_alpha: float = 0.9  # weight of the teacher's term; 1 - distill_alpha goes to the labels
 
 
 def recipe_with_defaults(recorded: dict) -> dict:
@@ -70,7 +75,7 @@ RECIPES = {
     "lenet5": Recipe("lenet5", "mnist", epochs=12, lr=0.05, weight_decay=5e-4),
     "vgg": Recipe("vgg", "cifar10", epochs=110, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
                   val_size=5000, precision="bf16", cutout=16),
-    "resnet20": Recipe("resnet20", "cifar10", epochs=100, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
+    "resnet20": Recipe("resnet20", "cifar10", epochs=180, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
                        val_size=5000, precision="bf16"),
 }
 
@@ -124,8 +129,28 @@ def _data_record(dataset: str) -> dict:
             "CIFAR-10 rebuild (official labels/order, ~90% of images JPEG-decoded; see the data README)"}
 
 
+def _distillation_loss_fn(recipe: Recipe, device):
+    """``f(logits, x, y)``: the recipe's distillation loss against its (frozen, shipped) teacher."""
+    from .compression import distillation_loss  # local import: compression builds on train, not on zoo
+
+    if recipe.teacher not in MODEL_NAMES or recipe.teacher == recipe.model:
+        raise ValueError(f"teacher must be another zoo model, one of {', '.join(MODEL_NAMES)}; got {recipe.teacher!r}")
+    if DATASET_OF[recipe.teacher] != recipe.dataset:
+        raise ValueError(f"teacher {recipe.teacher!r} was trained on {DATASET_OF[recipe.teacher]}, "
+                         f"not on {recipe.dataset}")
+    teacher = load_pretrained(recipe.teacher, device=device)  # eval mode: its BatchNorm statistics stay fixed
+    teacher.requires_grad_(False)
+
+    def loss_fn(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        return distillation_loss(logits.float(), teacher_logits.float(), y, recipe.temperature,
+                                 recipe.distill_alpha, label_smoothing=recipe.label_smoothing)
+    return loss_fn
+
+
 def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: bool = False,
-                    quiet: bool = False, cutout: int | None = None) -> dict:
+                    quiet: bool = False, cutout: int | None = None, teacher: str | None = None) -> dict:
     """Train ``name`` with its recipe from a fixed seed, evaluate on the test set, save the checkpoint.
 
     Progress is saved after each epoch in the per-user cache, so ``resume=True`` continues an
@@ -137,6 +162,8 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
         recipe = replace(recipe, epochs=epochs)
     if cutout is not None:
         recipe = replace(recipe, cutout=cutout)
+    if teacher is not None:
+        recipe = replace(recipe, teacher=teacher)
     device = get_device(device)
     seed_everything(recipe.seed)
     model = build_model(name).to(device)
@@ -150,6 +177,7 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
     else:  # trained on every training image: the only held-out set to watch is the test set
         train_set = load_dataset(recipe.dataset, "train", cutout=recipe.cutout)
         monitor_set, monitor = test_set, "test_acc"
+    loss_fn = _distillation_loss_fn(recipe, device) if recipe.teacher else None
     optimizer = make_optimizer(model, recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = make_scheduler(optimizer, recipe.lr_schedule, recipe.epochs)
     progress = cache_dir() / "zoo-progress" / f"{name}.pt"
@@ -169,7 +197,8 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
         t0 = time.perf_counter()
         loader = make_loader(train_set, recipe.batch_size, shuffle=True, seed=recipe.seed + epoch)
         record = train(model, loader, epochs=1, optimizer=optimizer, lr_schedule=None, device=device,
-                       quiet=quiet, label_smoothing=recipe.label_smoothing, precision=recipe.precision)[0]
+                       quiet=quiet, label_smoothing=recipe.label_smoothing, precision=recipe.precision,
+                       loss_fn=loss_fn)[0]
         scheduler.step()
         epoch_seconds = time.perf_counter() - t0
         seconds += epoch_seconds
@@ -214,6 +243,7 @@ def markdown_table() -> str:
         verdict = "" if accuracy >= info["target"] else " (below target)"
         notes = [recipe["precision"]] if recipe.get("precision", "fp32") != "fp32" else []
         notes += [f"cutout {recipe['cutout']}"] if recipe.get("cutout") else []
+        notes += [f"distilled from {recipe['teacher']}"] if recipe.get("teacher") else []
         extras = f" ({', '.join(notes)})" if notes else ""
         lines.append(f"| `{name}` | {recipe['dataset']} | {info['parameters']:,} | {accuracy:.2%}{verdict} | "
                      f"{info['target']:.0%} | {recipe['epochs']} epochs, {info['train_seconds'] / 60:.0f} min "
@@ -228,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("name", choices=MODEL_NAMES)
     t.add_argument("--epochs", type=int, help="override the recipe's epochs")
     t.add_argument("--cutout", type=int, help="override the recipe's cutout size (0 = off)")
+    t.add_argument("--teacher", choices=MODEL_NAMES, help="distil from this shipped zoo model (default: the recipe's)")
     t.add_argument("--device", help="cpu, cuda, mps (default: automatic)")
     t.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -239,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.threads:
             torch.set_num_threads(args.threads)
         train_zoo_model(args.name, epochs=args.epochs, device=args.device, resume=args.resume, quiet=args.quiet,
-                        cutout=args.cutout)
+                        cutout=args.cutout, teacher=args.teacher)
     elif args.command == "table":
         print(markdown_table())
     else:

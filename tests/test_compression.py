@@ -144,6 +144,9 @@ def test_distillation_loss_formula():
     want = alpha * T * T * kl + (1 - alpha) * F.cross_entropy(s, y)
     assert torch.allclose(C.distillation_loss(s, t, y, T, alpha), want)
     assert torch.allclose(C.distillation_loss(s, t, y, T, 0.0), F.cross_entropy(s, y))
+    smoothed = C.distillation_loss(s, t, y, T, 0.0, label_smoothing=0.1)
+    assert torch.allclose(smoothed, F.cross_entropy(s, y, label_smoothing=0.1))
+    assert not torch.allclose(smoothed, F.cross_entropy(s, y))
     teacher = t.clone().requires_grad_(True)
     C.distillation_loss(s.requires_grad_(True), teacher, y).backward()
     assert teacher.grad is None and s.grad is not None

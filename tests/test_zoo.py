@@ -72,6 +72,33 @@ def test_training_with_a_held_out_split_and_resume_guard(tmp_path, monkeypatch, 
         zoo.train_zoo_model("lenet300", cutout=8, resume=True, quiet=True)
 
 
+def test_a_zoo_model_can_be_distilled_from_another(tmp_path, monkeypatch, data_root):
+    """recipe.teacher trains against a shipped model's soft predictions; a teacher from another
+    dataset, or the model itself, is refused with a message."""
+    import shutil
+    from dataclasses import replace
+
+    from prunekit import zoo
+
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(checkpoint_path("lenet5"), tmp_path / "checkpoints" / "lenet5.pt")
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    small = replace(zoo.RECIPES["lenet300"], epochs=1, val_size=50000)  # trains on 10,000 images
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", small)
+    plain = zoo.train_zoo_model("lenet300", quiet=True)
+    distilled = zoo.train_zoo_model("lenet300", quiet=True, teacher="lenet5")
+    assert distilled["recipe"]["teacher"] == "lenet5" and plain["recipe"]["teacher"] == ""
+    assert distilled["test_accuracy"] > 0.9
+    # Same seed and data: only the loss differs, so the two runs must end in different places.
+    assert distilled["history"][0]["loss"] != plain["history"][0]["loss"]
+    assert "distilled from lenet5" in zoo.markdown_table()
+    with pytest.raises(ValueError, match="trained on cifar10"):
+        zoo.train_zoo_model("lenet300", quiet=True, teacher="vgg")
+    with pytest.raises(ValueError, match="another zoo model"):
+        zoo.train_zoo_model("lenet300", quiet=True, teacher="lenet300")
+
+
 def test_recipes_recorded_before_a_field_existed_still_match():
     """A run (or checkpoint) recorded before Recipe gained ``cutout`` had cutout 0: resuming it works."""
     from dataclasses import asdict
