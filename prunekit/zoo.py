@@ -11,6 +11,7 @@ Train one (fixed seed; the CIFAR models hold out the 5,000 validation images of
     python -m prunekit.zoo train vgg --resume      # continue after an interruption
     python -m prunekit.zoo list
     python -m prunekit.zoo table                   # the README's table, from the checkpoints
+    python -m prunekit.zoo train resnet20 --teacher vgg --cutout 16   # try a variation of the recipe
 
 Example:
     >>> model = load_pretrained("lenet300")       # doctest: +SKIP
