@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import time
@@ -62,13 +63,19 @@ class Recipe:
     teacher: str = ""
     temperature: float = 4.0
     distill_alpha: float = 0.9  # weight of the teacher's term; 1 - distill_alpha goes to the labels
+    # An earlier stage: train that recipe first (or reuse its result) and start from its weights
+    # instead of a random initialisation, e.g. a second cosine cycle with a teacher; None = from scratch.
+    start_from: "Recipe | None" = None
 
 
 def recipe_with_defaults(recorded: dict) -> dict:
     """A recipe as recorded in a checkpoint or progress file, with fields added to Recipe since set
     to the defaults they had then (e.g. ``cutout=0``), so old and new records compare equal."""
     defaults = {f.name: f.default for f in fields(Recipe) if f.default is not MISSING}
-    return {**defaults, **recorded}
+    merged = {**defaults, **recorded}
+    if merged["start_from"] is not None:  # an earlier stage was recorded the same way
+        merged["start_from"] = recipe_with_defaults(merged["start_from"])
+    return merged
 
 
 RECIPES = {
@@ -76,8 +83,12 @@ RECIPES = {
     "lenet5": Recipe("lenet5", "mnist", epochs=12, lr=0.05, weight_decay=5e-4),
     "vgg": Recipe("vgg", "cifar10", epochs=110, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
                   val_size=5000, precision="bf16", cutout=16),
-    "resnet20": Recipe("resnet20", "cifar10", epochs=180, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
-                       val_size=5000, precision="bf16"),
+    # Two stages: He et al.'s 180-epoch schedule, then a second, gentler cosine cycle that adds Cutout
+    # and distillation from the shipped VGG (the first stage alone reached 88.58 %).
+    "resnet20": Recipe("resnet20", "cifar10", epochs=90, lr=0.05, weight_decay=5e-4, label_smoothing=0.1,
+                       val_size=5000, precision="bf16", cutout=16, teacher="vgg",
+                       start_from=Recipe("resnet20", "cifar10", epochs=180, lr=0.1, weight_decay=5e-4,
+                                         label_smoothing=0.1, val_size=5000, precision="bf16")),
 }
 
 
@@ -152,12 +163,38 @@ def _distillation_loss_fn(recipe: Recipe, device):
     return loss_fn
 
 
+def _recipe_key(recipe: Recipe) -> str:
+    """A short fingerprint of a recipe: earlier stages are cached under it."""
+    text = json.dumps(asdict(recipe), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def stage_weights(recipe: Recipe, device=None, resume: bool = False, quiet: bool = False) -> dict:
+    """The result ``{"state_dict", "info"}`` of an earlier stage ``recipe``: from the stage cache
+    (``<cache>/zoo-stages/``), else from the shipped checkpoint when exactly this recipe made it,
+    else by training it. Cached either way, because the next stage replaces the shipped file."""
+    cached = cache_dir() / "zoo-stages" / f"{recipe.model}-{_recipe_key(recipe)}.pt"
+    if not cached.is_file():
+        shipped = checkpoint_path(recipe.model)
+        if shipped.is_file() and recipe_with_defaults(checkpoint_info(recipe.model)["recipe"]) == asdict(recipe):
+            checkpoint = torch.load(shipped, map_location="cpu", weights_only=True)
+        else:
+            print(f"training the earlier stage of {recipe.model} first ({recipe.epochs} epochs)", flush=True)
+            model, info = _fit(recipe, device, resume, quiet, progress_name=cached.stem)
+            checkpoint = {"state_dict": model.state_dict(), "info": info}
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint, cached)
+    return torch.load(cached, map_location="cpu", weights_only=True)
+
+
 def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: bool = False,
                     quiet: bool = False, cutout: int | None = None, teacher: str | None = None) -> dict:
     """Train ``name`` with its recipe from a fixed seed, evaluate on the test set, save the checkpoint.
 
     Progress is saved after each epoch in the per-user cache, so ``resume=True`` continues an
-    interrupted run. Returns the recorded metadata.
+    interrupted run. A recipe with ``start_from`` first gets that stage's weights (see
+    ``stage_weights``). ``epochs``, ``cutout`` and ``teacher`` override the last stage's recipe.
+    Returns the recorded metadata.
     """
     _check_name(name)
     recipe = RECIPES[name]
@@ -167,9 +204,37 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
         recipe = replace(recipe, cutout=cutout)
     if teacher is not None:
         recipe = replace(recipe, teacher=teacher)
+    model, info = _fit(recipe, device, resume, quiet, progress_name=name)
+    save_checkpoint(name, model.state_dict(), info)
+    print(f"saved {checkpoint_path(name)}: test accuracy {info['test_accuracy']:.4f} (target {TARGETS[name]})")
+    return info
+
+
+def save_checkpoint(name: str, state_dict: dict, info: dict) -> None:
+    """Write ``<name>.pt`` (weights and record) and ``<name>.json`` (the record without per-epoch history)."""
+    CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state_dict, "info": info}, checkpoint_path(name))
+    summary = {k: v for k, v in info.items() if k not in ("history", "stages")}
+    if "stages" in info:
+        summary["stages"] = [{k: v for k, v in stage.items() if k != "history"} for stage in info["stages"]]
+    (CHECKPOINT_DIR / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _fit(recipe: Recipe, device, resume: bool, quiet: bool, progress_name: str) -> tuple[nn.Module, dict]:
+    """Train one recipe (after its earlier stages) and measure it on the test set: (model, record)."""
+    name = recipe.model
     device = get_device(device)
+    progress = cache_dir() / "zoo-progress" / f"{progress_name}.pt"
+    state = torch.load(progress, map_location=device, weights_only=False) if resume and progress.is_file() else None
+    if state is not None and recipe_with_defaults(state.get("recipe", {})) != asdict(recipe):
+        # Checked before anything is trained: an earlier stage may take hours.
+        raise ValueError(f"{progress} was made with another recipe ({state.get('recipe')}); "
+                         f"delete it or train without --resume")
+    earlier = stage_weights(recipe.start_from, device, resume, quiet) if recipe.start_from else None
     seed_everything(recipe.seed)
     model = build_model(name).to(device)
+    if earlier is not None:
+        model.load_state_dict(earlier["state_dict"])
     if recipe.dataset == "cifar10":  # NHWC convolutions run ~1.6x faster on CPU here
         model = model.to(memory_format=torch.channels_last)
     test_set = load_dataset(recipe.dataset, "test")
@@ -183,13 +248,8 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
     loss_fn = _distillation_loss_fn(recipe, device) if recipe.teacher else None
     optimizer = make_optimizer(model, recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = make_scheduler(optimizer, recipe.lr_schedule, recipe.epochs)
-    progress = cache_dir() / "zoo-progress" / f"{name}.pt"
     start_epoch, seconds, history = 0, 0.0, []
-    if resume and progress.is_file():
-        state = torch.load(progress, map_location=device, weights_only=False)
-        if recipe_with_defaults(state.get("recipe", {})) != asdict(recipe):
-            raise ValueError(f"{progress} was made with another recipe ({state.get('recipe')}); "
-                             f"delete it or train without --resume")
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -222,12 +282,11 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
             "torch": str(torch.__version__), "machine": platform.machine(), "data": _data_record(recipe.dataset),
             "parameters": sum(p.numel() for p in model.parameters()),
             "date": time.strftime("%Y-%m-%d"), "history": history}
-    CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "info": info}, checkpoint_path(name))
-    summary = {k: v for k, v in info.items() if k != "history"}
-    (CHECKPOINT_DIR / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"saved {checkpoint_path(name)}: test accuracy {accuracy:.4f} (target {TARGETS[name]})")
-    return info
+    if earlier is not None:  # what the earlier stages measured and cost, so the record tells the whole story
+        previous = earlier["info"]
+        info["stages"] = previous.get("stages", []) + [{k: v for k, v in previous.items() if k != "stages"}]
+        info["total_train_seconds"] = round(seconds + sum(st["train_seconds"] for st in info["stages"]), 1)
+    return model, info
 
 
 def markdown_table() -> str:
@@ -248,8 +307,11 @@ def markdown_table() -> str:
         notes += [f"cutout {recipe['cutout']}"] if recipe.get("cutout") else []
         notes += [f"distilled from {recipe['teacher']}"] if recipe.get("teacher") else []
         extras = f" ({', '.join(notes)})" if notes else ""
+        stages = info.get("stages", [])  # earlier stages first: "180 + 90 epochs"
+        epochs = " + ".join(str(st["recipe"]["epochs"]) for st in stages + [info])
+        seconds = info.get("total_train_seconds", info["train_seconds"])
         lines.append(f"| `{name}` | {recipe['dataset']} | {info['parameters']:,} | {accuracy:.2%}{verdict} | "
-                     f"{info['target']:.0%} | {recipe['epochs']} epochs, {info['train_seconds'] / 60:.0f} min "
+                     f"{info['target']:.0%} | {epochs} epochs, {seconds / 60:.0f} min "
                      f"on {info['device']}{extras} |")
     return "\n".join(lines)
 

@@ -99,17 +99,68 @@ def test_a_zoo_model_can_be_distilled_from_another(tmp_path, monkeypatch, data_r
         zoo.train_zoo_model("lenet300", quiet=True, teacher="lenet300")
 
 
+def test_a_recipe_can_start_from_an_earlier_stage(tmp_path, monkeypatch, capsys, data_root):
+    """recipe.start_from: the earlier stage is trained first (or reused from the stage cache, or from a
+    shipped checkpoint it made) and the next stage starts from its weights; the record keeps both."""
+    from dataclasses import asdict, replace
+
+    from prunekit import zoo
+
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    first = replace(zoo.RECIPES["lenet300"], epochs=1, val_size=50000)  # trains on 10,000 images
+    second = replace(first, lr=0.01, start_from=first)
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", second)
+    info = zoo.train_zoo_model("lenet300", quiet=True)
+    assert "training the earlier stage of lenet300 first" in capsys.readouterr().out
+    assert info["recipe"] == asdict(second) and info["recipe"]["start_from"] == asdict(first)
+    stage = info["stages"][0]
+    assert stage["recipe"] == asdict(first) and stage["test_accuracy"] > 0.85
+    assert info["total_train_seconds"] >= info["train_seconds"] + stage["train_seconds"] - 0.1
+    # Started from the first stage's weights: its first epoch starts far below a fresh network's loss.
+    assert info["history"][0]["loss"] < 0.6 * stage["history"][0]["loss"]
+    assert "| `lenet300` | mnist |" in zoo.markdown_table() and "1 + 1 epochs" in zoo.markdown_table()
+    assert "stages" in zoo.json.loads((tmp_path / "checkpoints" / "lenet300.json").read_text())
+
+    # The cached first stage is what training the first recipe alone gives (same seed, bit for bit),
+    # and asking again reuses it instead of training.
+    cached = zoo.stage_weights(first, quiet=True)["state_dict"]
+    assert "training" not in capsys.readouterr().out
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", first)
+    alone = zoo.train_zoo_model("lenet300", quiet=True)
+    shipped = torch.load(zoo.checkpoint_path("lenet300"), weights_only=True)["state_dict"]
+    assert all(torch.equal(cached[k], shipped[k]) for k in shipped)
+    assert alone["test_accuracy"] == stage["test_accuracy"]
+    # With no stage cache, a shipped checkpoint made by exactly that recipe is used, not retrained.
+    for path in (tmp_path / "cache" / "zoo-stages").iterdir():
+        path.unlink()
+    capsys.readouterr()
+    reused = zoo.stage_weights(first, quiet=True)["state_dict"]
+    assert "training" not in capsys.readouterr().out
+    assert all(torch.equal(reused[k], shipped[k]) for k in shipped)
+    # Resuming the second stage with another first stage is refused.
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", second)
+    zoo.train_zoo_model("lenet300", quiet=True)
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", replace(second, start_from=replace(first, lr=0.02)))
+    with pytest.raises(ValueError, match="another recipe"):
+        zoo.train_zoo_model("lenet300", resume=True, quiet=True)
+
+
 def test_recipes_recorded_before_a_field_existed_still_match():
     """A run (or checkpoint) recorded before Recipe gained ``cutout`` had cutout 0: resuming it works."""
     from dataclasses import asdict
 
     from prunekit.zoo import RECIPES, recipe_with_defaults
 
-    recipe = asdict(RECIPES["resnet20"])
+    recipe = asdict(RECIPES["resnet20"].start_from)  # ResNet-20's first stage
     assert recipe["cutout"] == 0, "pick a recipe that uses the default cutout"
-    old = {k: v for k, v in recipe.items() if k != "cutout"}
+    old = {k: v for k, v in recipe.items() if k not in ("cutout", "start_from")}
     assert recipe_with_defaults(old) == recipe
     assert recipe_with_defaults({**old, "epochs": 1}) != recipe
+    # An earlier stage inside a record is completed the same way.
+    staged = asdict(RECIPES["resnet20"])
+    assert recipe_with_defaults({**staged, "start_from": old}) == staged
+    assert recipe_with_defaults({**staged, "start_from": {**old, "epochs": 1}}) != staged
     # A recipe that does use Cutout is not matched by a record without it.
     vgg = asdict(RECIPES["vgg"])
     assert vgg["cutout"] != 0 and recipe_with_defaults({k: v for k, v in vgg.items() if k != "cutout"}) != vgg
