@@ -11,7 +11,11 @@ Train one (fixed seed; the CIFAR models hold out the 5,000 validation images of
     python -m prunekit.zoo train vgg --resume      # continue after an interruption
     python -m prunekit.zoo list
     python -m prunekit.zoo table                   # the README's table, from the checkpoints
-    python -m prunekit.zoo train resnet20 --teacher vgg --cutout 16   # try a variation of the recipe
+    python -m prunekit.zoo train vgg --epochs 160 --cutout 0   # try a variation of the recipe
+
+A recipe may continue an earlier one (``Recipe.start_from``): ResNet-20 is trained for 180 epochs,
+then for a second cosine cycle with Cutout and the VGG as teacher. The earlier stage's result is
+kept in ``<cache>/zoo-stages/``, so it is trained once.
 
 Example:
     >>> model = load_pretrained("lenet300")       # doctest: +SKIP
@@ -343,7 +347,8 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 info = checkpoint_info(name)
                 print(f"{name:10s} test accuracy {info['test_accuracy']:.4f} (target {info['target']}), "
-                      f"{info['parameters']:,} parameters, trained {info['train_seconds']:.0f} s on {info['device']}")
+                      f"{info['parameters']:,} parameters, trained "
+                      f"{info.get('total_train_seconds', info['train_seconds']):.0f} s on {info['device']}")
             except FileNotFoundError:
                 print(f"{name:10s} not trained yet")
 

