@@ -5,7 +5,7 @@ One idea per module; read them in this order:
 ==============================  ==============================================================
 ``prunekit.data``               MNIST / CIFAR-10 from local files first (offline friendly)
 ``prunekit.models``             LeNet-300-100, LeNet-5, a small VGG, ResNet-20
-``prunekit.train``              train / evaluate / fine_tune, seeding, device choice
+``prunekit.train``              train / evaluate / fine_tune, seeding, device choice, weight averaging
 ``prunekit.zoo``                pretrained checkpoints shipped with the course
 ``prunekit.masks``              scores -> 0/1 masks (exact top-k, threshold, N:M)
 ``prunekit.criteria``           weight scores: |w|, w², random, |g|, |w·g|, OBD, movement, Wanda

@@ -6,6 +6,8 @@
   then calls your ``after_step`` callbacks. Learning-rate schedules step once per *epoch*.
 * :func:`evaluate` returns accuracy as a fraction in [0, 1].
 * :func:`fine_tune` is :func:`train` with a small constant-then-cosine learning rate.
+* :func:`update_weight_average` and :func:`recompute_batchnorm` are the two steps of stochastic
+  weight averaging: a running mean of weight snapshots, then BatchNorm statistics measured for it.
 
 Example:
     >>> from prunekit.models import build_model
@@ -258,3 +260,55 @@ def fine_tune(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr:
         >>> prune_layerwise(model, 0.9); fine_tune(model, train_data, epochs=2)   # doctest: +SKIP
     """
     return train(model, data, epochs=epochs, lr=lr, **kwargs)
+
+
+@torch.no_grad()
+def update_weight_average(average: dict[str, torch.Tensor] | None, model: nn.Module,
+                          count: int) -> dict[str, torch.Tensor]:
+    """The running mean of ``count`` earlier weight snapshots (``average``) and ``model``'s current weights.
+
+    Stochastic weight averaging (Izmailov et al. 2018) calls this once per epoch while training at a
+    constant learning rate: SGD then wanders around a wide minimum, and the mean of the points it visits
+    lies nearer the centre of that minimum than any one of them. Floating-point entries of the state
+    dict are averaged (``avg + (w - avg) / (count + 1)``); integer ones (BatchNorm's batch counter) are
+    copied. Returns a new dict; ``average=None`` (with ``count=0``) starts the mean.
+
+    Example:
+        >>> average = None
+        >>> for count in range(epochs):                       # doctest: +SKIP
+        ...     train(model, data, epochs=1, lr_schedule=None)
+        ...     average = update_weight_average(average, model, count)
+    """
+    if (average is None) != (count == 0):
+        raise ValueError(f"start the average with average=None and count=0, got count={count}")
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if average is None:
+        return current
+    return {k: avg + (current[k] - avg) / (count + 1) if avg.is_floating_point() else current[k]
+            for k, avg in average.items()}
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, data: Dataset | DataLoader, device=None, batch_size: int = 256) -> None:
+    """Re-estimate every BatchNorm layer's running mean and variance in one pass over ``data``.
+
+    The weights are not changed. Needed after averaging weights (the averaged network's activations have
+    statistics of their own, not the mean of the snapshots' statistics) and useful after pruning
+    channels. ``momentum=None`` makes each layer keep the plain average over all batches.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    device = get_device(device)
+    loader = _as_loader(data, batch_size, shuffle=True, seed=0)
+    was_training = model.training
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train().to(device)  # train mode: BatchNorm normalises with, and records, each batch's statistics
+    for x, _ in loader:
+        model(x.to(device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)

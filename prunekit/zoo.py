@@ -14,8 +14,9 @@ Train one (fixed seed; the CIFAR models hold out the 5,000 validation images of
     python -m prunekit.zoo train vgg --epochs 160 --cutout 0   # try a variation of the recipe
 
 A recipe may continue an earlier one (``Recipe.start_from``): ResNet-20 is trained for 180 epochs,
-then for a second cosine cycle with Cutout and the VGG as teacher. The earlier stage's result is
-kept in ``<cache>/zoo-stages/``, so it is trained once.
+then for a second cosine cycle with Cutout and the VGG as teacher, then at a constant learning rate
+whose visited weights are averaged (``Recipe.swa``). Each earlier stage's result is kept in
+``<cache>/zoo-stages/``, so it is trained once.
 
 Example:
     >>> model = load_pretrained("lenet300")       # doctest: +SKIP
@@ -37,7 +38,8 @@ from torch import nn
 
 from .data import cache_dir, cifar_archive_md5, load_dataset, make_loader, train_val_split
 from .models import DATASET_OF, MODEL_NAMES, build_model
-from .train import evaluate, get_device, make_optimizer, make_scheduler, seed_everything, train
+from .train import (evaluate, get_device, make_optimizer, make_scheduler, recompute_batchnorm, seed_everything,
+                    train, update_weight_average)
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 TARGETS = {"lenet300": 0.98, "lenet5": 0.99, "vgg": 0.90, "resnet20": 0.90}
@@ -70,6 +72,9 @@ class Recipe:
     # An earlier stage: train that recipe first (or reuse its result) and start from its weights
     # instead of a random initialisation, e.g. a second cosine cycle with a teacher; None = from scratch.
     start_from: "Recipe | None" = None
+    # Stochastic weight averaging (Izmailov et al. 2018): ship the mean of the weights at the end of every
+    # epoch, with BatchNorm statistics re-estimated for it; meant for a constant lr_schedule.
+    swa: bool = False
 
 
 def recipe_with_defaults(recorded: dict) -> dict:
@@ -82,18 +87,21 @@ def recipe_with_defaults(recorded: dict) -> dict:
     return merged
 
 
-# He et al.'s 180-epoch schedule for ResNet-20: the first of its two stages (88.58 % alone).
+# He et al.'s 180-epoch schedule for ResNet-20: the first of its three stages (88.58 % alone).
 _RESNET20_FIRST_STAGE = Recipe("resnet20", "cifar10", epochs=180, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
                                val_size=5000, precision="bf16")
+# Then a second, gentler cosine cycle from that result, adding Cutout and distillation from the VGG (89.71 %).
+_RESNET20_SECOND_STAGE = replace(_RESNET20_FIRST_STAGE, epochs=90, lr=0.05, cutout=16, teacher="vgg",
+                                 start_from=_RESNET20_FIRST_STAGE)
 
 RECIPES = {
     "lenet300": Recipe("lenet300", "mnist", epochs=20, lr=0.05, weight_decay=1e-4),
     "lenet5": Recipe("lenet5", "mnist", epochs=12, lr=0.05, weight_decay=5e-4),
     "vgg": Recipe("vgg", "cifar10", epochs=110, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
                   val_size=5000, precision="bf16", cutout=16),
-    # Then a second, gentler cosine cycle from that result, adding Cutout and distillation from the VGG.
-    "resnet20": replace(_RESNET20_FIRST_STAGE, epochs=90, lr=0.05, cutout=16, teacher="vgg",
-                        start_from=_RESNET20_FIRST_STAGE),
+    # Last, a constant small learning rate, shipping the average of the weights it visits.
+    "resnet20": replace(_RESNET20_SECOND_STAGE, epochs=50, lr=0.01, lr_schedule="constant", swa=True,
+                        start_from=_RESNET20_SECOND_STAGE),
 }
 
 
@@ -192,12 +200,13 @@ def stage_weights(recipe: Recipe, device=None, resume: bool = False, quiet: bool
 
 
 def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: bool = False,
-                    quiet: bool = False, cutout: int | None = None, teacher: str | None = None) -> dict:
+                    quiet: bool = False, cutout: int | None = None, teacher: str | None = None,
+                    lr: float | None = None) -> dict:
     """Train ``name`` with its recipe from a fixed seed, evaluate on the test set, save the checkpoint.
 
     Progress is saved after each epoch in the per-user cache, so ``resume=True`` continues an
     interrupted run. A recipe with ``start_from`` first gets that stage's weights (see
-    ``stage_weights``). ``epochs``, ``cutout`` and ``teacher`` override the last stage's recipe.
+    ``stage_weights``). ``epochs``, ``cutout``, ``teacher`` and ``lr`` override the last stage's recipe.
     Returns the recorded metadata.
     """
     _check_name(name)
@@ -208,6 +217,8 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
         recipe = replace(recipe, cutout=cutout)
     if teacher is not None:
         recipe = replace(recipe, teacher=teacher)
+    if lr is not None:
+        recipe = replace(recipe, lr=lr)
     model, info = _fit(recipe, device, resume, quiet, progress_name=name)
     save_checkpoint(name, model.state_dict(), info)
     print(f"saved {checkpoint_path(name)}: test accuracy {info['test_accuracy']:.4f} (target {TARGETS[name]})")
@@ -252,13 +263,15 @@ def _fit(recipe: Recipe, device, resume: bool, quiet: bool, progress_name: str) 
     loss_fn = _distillation_loss_fn(recipe, device) if recipe.teacher else None
     optimizer = make_optimizer(model, recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = make_scheduler(optimizer, recipe.lr_schedule, recipe.epochs)
-    start_epoch, seconds, history = 0, 0.0, []
+    start_epoch, seconds, history, average = 0, 0.0, [], None  # average: the SWA weights so far
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         start_epoch, seconds, history = state["epoch"], state["seconds"], state["history"]
+        average = state.get("average")  # absent from progress files made before Recipe.swa
         print(f"resuming {name} after epoch {start_epoch}")
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
@@ -266,7 +279,10 @@ def _fit(recipe: Recipe, device, resume: bool, quiet: bool, progress_name: str) 
         record = train(model, loader, epochs=1, optimizer=optimizer, lr_schedule=None, device=device,
                        quiet=quiet, label_smoothing=recipe.label_smoothing, precision=recipe.precision,
                        loss_fn=loss_fn)[0]
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
+        if recipe.swa:
+            average = update_weight_average(average, model, count=epoch)
         epoch_seconds = time.perf_counter() - t0
         seconds += epoch_seconds
         # Per-epoch time and thread count: a resumed run may mix thread counts, and the total alone hides it.
@@ -277,8 +293,11 @@ def _fit(recipe: Recipe, device, resume: bool, quiet: bool, progress_name: str) 
               f"train {record['train_acc']:.4f} {monitor[:-4]} {record[monitor]:.4f} ({seconds:.0f} s)", flush=True)
         progress.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "recipe": asdict(recipe),
-                    "epoch": epoch + 1, "seconds": seconds, "history": history}, progress)
+                    "scheduler": scheduler and scheduler.state_dict(), "rng": torch.get_rng_state(),
+                    "recipe": asdict(recipe), "epoch": epoch + 1, "seconds": seconds, "history": history,
+                    "average": average}, progress)
+    swa = (_finish_weight_average(model, average, recipe.epochs, train_set, monitor_set, monitor, device)
+           if recipe.swa else None)
     accuracy = evaluate(model.cpu(), test_set, device="cpu")
     info = {"name": name, "recipe": asdict(recipe), "test_accuracy": accuracy, "target": TARGETS[name],
             "train_seconds": round(seconds, 1), "device": str(device),
@@ -286,11 +305,26 @@ def _fit(recipe: Recipe, device, resume: bool, quiet: bool, progress_name: str) 
             "torch": str(torch.__version__), "machine": platform.machine(), "data": _data_record(recipe.dataset),
             "parameters": sum(p.numel() for p in model.parameters()),
             "date": time.strftime("%Y-%m-%d"), "history": history}
+    if swa is not None:
+        info["swa"] = swa
     if earlier is not None:  # what the earlier stages measured and cost, so the record tells the whole story
         previous = earlier["info"]
         info["stages"] = previous.get("stages", []) + [{k: v for k, v in previous.items() if k != "stages"}]
         info["total_train_seconds"] = round(seconds + sum(st["train_seconds"] for st in info["stages"]), 1)
     return model, info
+
+
+def _finish_weight_average(model: nn.Module, average: dict, epochs: int, train_set, monitor_set, monitor: str,
+                           device) -> dict:
+    """Load the averaged weights into ``model`` and re-estimate its BatchNorm statistics on the training
+    images; returns what averaging gave: ``{"epochs_averaged", "last_epoch_<monitor>", "averaged_<monitor>"}``."""
+    last = evaluate(model, monitor_set, device=device)
+    model.load_state_dict(average)
+    t0 = time.perf_counter()
+    recompute_batchnorm(model, train_set, device=device)
+    return {"epochs_averaged": epochs, f"last_epoch_{monitor}": last,
+            f"averaged_{monitor}": evaluate(model, monitor_set, device=device),
+            "batchnorm_seconds": round(time.perf_counter() - t0, 1)}
 
 
 def markdown_table() -> str:
@@ -310,6 +344,7 @@ def markdown_table() -> str:
         notes = [recipe["precision"]] if recipe.get("precision", "fp32") != "fp32" else []
         notes += [f"cutout {recipe['cutout']}"] if recipe.get("cutout") else []
         notes += [f"distilled from {recipe['teacher']}"] if recipe.get("teacher") else []
+        notes += ["weight-averaged"] if recipe.get("swa") else []
         extras = f" ({', '.join(notes)})" if notes else ""
         stages = info.get("stages", [])  # earlier stages first: "180 + 90 epochs"
         epochs = " + ".join(str(st["recipe"]["epochs"]) for st in stages + [info])
@@ -328,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--epochs", type=int, help="override the recipe's epochs")
     t.add_argument("--cutout", type=int, help="override the recipe's cutout size (0 = off)")
     t.add_argument("--teacher", choices=MODEL_NAMES, help="distil from this shipped zoo model (default: the recipe's)")
+    t.add_argument("--lr", type=float, help="override the recipe's (initial) learning rate")
     t.add_argument("--device", help="cpu, cuda, mps (default: automatic)")
     t.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -339,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.threads:
             torch.set_num_threads(args.threads)
         train_zoo_model(args.name, epochs=args.epochs, device=args.device, resume=args.resume, quiet=args.quiet,
-                        cutout=args.cutout, teacher=args.teacher)
+                        cutout=args.cutout, teacher=args.teacher, lr=args.lr)
     elif args.command == "table":
         print(markdown_table())
     else:

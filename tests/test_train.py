@@ -4,7 +4,8 @@ import torch
 
 from prunekit.data import load_dataset, subset
 from prunekit.models import build_model
-from prunekit.train import evaluate, fast_precision, get_device, seed_everything, train
+from prunekit.train import (evaluate, fast_precision, get_device, recompute_batchnorm, seed_everything, train,
+                            update_weight_average)
 
 
 def _one_epoch(seed):
@@ -109,3 +110,46 @@ def test_auto_precision_is_a_valid_choice(monkeypatch):
     model = build_model("lenet300")
     train(model, torch.utils.data.TensorDataset(torch.randn(8, 1, 28, 28), torch.arange(8)), epochs=1,
           quiet=True, precision="auto")
+
+
+def test_weight_average_is_the_mean_of_the_snapshots():
+    """Three snapshots a, b, c averaged one at a time give (a + b + c) / 3 for every float tensor;
+    BatchNorm's integer batch counter is copied from the latest model, not averaged."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    snapshots, average = [], None
+    for count in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model[1].num_batches_tracked += 5
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        average = update_weight_average(average, model, count)
+    for key, value in average.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, sum(s[key] for s in snapshots) / 3)
+    assert average["1.num_batches_tracked"].item() == 15
+    assert average["0.weight"].data_ptr() != model[0].weight.data_ptr()  # a copy, not a view of the model
+    with pytest.raises(ValueError, match="average=None and count=0"):
+        update_weight_average(None, model, 2)
+    with pytest.raises(ValueError, match="average=None and count=0"):
+        update_weight_average(average, model, 0)
+
+
+def test_recompute_batchnorm_measures_the_data_and_keeps_weights_and_mode():
+    """After one pass, running statistics are the data's own mean and (unbiased) variance, whatever they
+    were before; the weights, the momentum and eval mode are left as they were."""
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(0)
+    x = torch.randn(600, 3) * torch.tensor([1.0, 2.0, 0.5]) + torch.tensor([3.0, -1.0, 0.0])
+    data = TensorDataset(x, torch.zeros(600, dtype=torch.long))
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3)).eval()
+    model[0].running_mean.fill_(100.0)
+    weight = model[0].weight.detach().clone()
+    recompute_batchnorm(model, data, batch_size=600)  # one batch: exactly the data's statistics
+    torch.testing.assert_close(model[0].running_mean, x.mean(0))
+    torch.testing.assert_close(model[0].running_var, x.var(0))
+    assert torch.equal(model[0].weight, weight) and model[0].momentum == 0.1 and not model.training
+    recompute_batchnorm(model, data, batch_size=100)  # several batches: their plain average
+    torch.testing.assert_close(model[0].running_mean, x.mean(0))

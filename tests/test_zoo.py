@@ -70,6 +70,8 @@ def test_training_with_a_held_out_split_and_resume_guard(tmp_path, monkeypatch, 
         zoo.train_zoo_model("lenet300", epochs=2, resume=True, quiet=True)
     with pytest.raises(ValueError, match="another recipe"):
         zoo.train_zoo_model("lenet300", cutout=8, resume=True, quiet=True)
+    with pytest.raises(ValueError, match="another recipe"):
+        zoo.train_zoo_model("lenet300", lr=0.5, resume=True, quiet=True)
 
 
 def test_a_zoo_model_can_be_distilled_from_another(tmp_path, monkeypatch, data_root):
@@ -148,22 +150,28 @@ def test_a_recipe_can_start_from_an_earlier_stage(tmp_path, monkeypatch, capsys,
 
 def test_recipes_recorded_before_a_field_existed_still_match():
     """A run (or checkpoint) recorded before Recipe gained ``cutout`` had cutout 0: resuming it works."""
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from prunekit.zoo import RECIPES, recipe_with_defaults
 
-    recipe = asdict(RECIPES["resnet20"].start_from)  # ResNet-20's first stage
-    assert recipe["cutout"] == 0, "pick a recipe that uses the default cutout"
-    old = {k: v for k, v in recipe.items() if k not in ("cutout", "start_from")}
+    first = RECIPES["resnet20"]
+    while first.start_from is not None:  # ResNet-20's first stage
+        first = first.start_from
+    recipe = asdict(first)
+    assert recipe["cutout"] == 0 and recipe["swa"] is False, "pick a recipe that uses the defaults"
+    old = {k: v for k, v in recipe.items() if k not in ("cutout", "swa", "start_from")}
     assert recipe_with_defaults(old) == recipe
     assert recipe_with_defaults({**old, "epochs": 1}) != recipe
     # An earlier stage inside a record is completed the same way.
-    staged = asdict(RECIPES["resnet20"])
+    staged = asdict(replace(first, epochs=2, start_from=first))
     assert recipe_with_defaults({**staged, "start_from": old}) == staged
     assert recipe_with_defaults({**staged, "start_from": {**old, "epochs": 1}}) != staged
     # A recipe that does use Cutout is not matched by a record without it.
     vgg = asdict(RECIPES["vgg"])
     assert vgg["cutout"] != 0 and recipe_with_defaults({k: v for k, v in vgg.items() if k != "cutout"}) != vgg
+    # Nor does a weight-averaged one match a record from before Recipe.swa.
+    resnet = asdict(RECIPES["resnet20"])
+    assert resnet["swa"] and recipe_with_defaults({k: v for k, v in resnet.items() if k != "swa"}) != resnet
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -186,3 +194,45 @@ def test_readme_table_is_the_checkpoints_own_record():
 
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     assert markdown_table() in readme, "README's zoo table is stale: paste `python -m prunekit.zoo table`"
+
+
+def test_a_weight_averaged_recipe_ships_the_mean_and_resumes_it(tmp_path, monkeypatch, data_root):
+    """recipe.swa ships the mean of every epoch's weights (not the last epoch's), records what averaging
+    gave, and an interrupted run resumes its running average: same weights, bit for bit."""
+    from dataclasses import replace
+
+    from prunekit import zoo
+
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    averaged = replace(zoo.RECIPES["lenet300"], epochs=3, val_size=50000, lr=0.02, lr_schedule="constant", swa=True)
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", averaged)
+    info = zoo.train_zoo_model("lenet300", quiet=True)
+    shipped = torch.load(zoo.checkpoint_path("lenet300"), weights_only=True)["state_dict"]
+    progress = torch.load(tmp_path / "cache" / "zoo-progress" / "lenet300.pt", weights_only=False)
+    assert all(torch.equal(shipped[k], progress["average"][k]) for k in shipped)  # no BatchNorm to re-estimate
+    assert not all(torch.equal(shipped[k], progress["model"][k]) for k in shipped)  # not the last epoch's weights
+    assert info["swa"]["epochs_averaged"] == 3 and info["recipe"]["swa"] is True
+    assert info["swa"]["averaged_val_acc"] > 0.9 and info["swa"]["last_epoch_val_acc"] > 0.9
+    assert {record["lr"] for record in info["history"]} == {0.02}  # constant: nothing steps the rate
+    assert "weight-averaged" in zoo.markdown_table()
+
+    # Interrupted after its second epoch, then resumed: the same average as the uninterrupted run.
+    calls = {"n": 0}
+    real_train = zoo.train
+
+    def train_then_stop(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(zoo, "train", train_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        zoo.train_zoo_model("lenet300", quiet=True)
+    assert torch.load(tmp_path / "cache" / "zoo-progress" / "lenet300.pt", weights_only=False)["epoch"] == 2
+    monkeypatch.setattr(zoo, "train", real_train)
+    resumed = zoo.train_zoo_model("lenet300", resume=True, quiet=True)
+    again = torch.load(zoo.checkpoint_path("lenet300"), weights_only=True)["state_dict"]
+    assert all(torch.equal(again[k], shipped[k]) for k in shipped)
+    assert resumed["test_accuracy"] == info["test_accuracy"]
