@@ -210,15 +210,8 @@ def train_zoo_model(name: str, epochs: int | None = None, device=None, resume: b
     Returns the recorded metadata.
     """
     _check_name(name)
-    recipe = RECIPES[name]
-    if epochs is not None:
-        recipe = replace(recipe, epochs=epochs)
-    if cutout is not None:
-        recipe = replace(recipe, cutout=cutout)
-    if teacher is not None:
-        recipe = replace(recipe, teacher=teacher)
-    if lr is not None:
-        recipe = replace(recipe, lr=lr)
+    overrides = {"epochs": epochs, "cutout": cutout, "teacher": teacher, "lr": lr}
+    recipe = replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
     model, info = _fit(recipe, device, resume, quiet, progress_name=name)
     save_checkpoint(name, model.state_dict(), info)
     print(f"saved {checkpoint_path(name)}: test accuracy {info['test_accuracy']:.4f} (target {TARGETS[name]})")
@@ -296,7 +289,7 @@ def _fit(recipe: Recipe, device, resume: bool, quiet: bool, progress_name: str) 
                     "scheduler": scheduler and scheduler.state_dict(), "rng": torch.get_rng_state(),
                     "recipe": asdict(recipe), "epoch": epoch + 1, "seconds": seconds, "history": history,
                     "average": average}, progress)
-    swa = (_finish_weight_average(model, average, recipe.epochs, train_set, monitor_set, monitor, device)
+    swa = (_finish_weight_average(model, average, history, train_set, monitor_set, monitor, device)
            if recipe.swa else None)
     accuracy = evaluate(model.cpu(), test_set, device="cpu")
     info = {"name": name, "recipe": asdict(recipe), "test_accuracy": accuracy, "target": TARGETS[name],
@@ -314,15 +307,14 @@ def _fit(recipe: Recipe, device, resume: bool, quiet: bool, progress_name: str) 
     return model, info
 
 
-def _finish_weight_average(model: nn.Module, average: dict, epochs: int, train_set, monitor_set, monitor: str,
-                           device) -> dict:
+def _finish_weight_average(model: nn.Module, average: dict, history: list[dict], train_set, monitor_set,
+                           monitor: str, device) -> dict:
     """Load the averaged weights into ``model`` and re-estimate its BatchNorm statistics on the training
     images; returns what averaging gave: ``{"epochs_averaged", "last_epoch_<monitor>", "averaged_<monitor>"}``."""
-    last = evaluate(model, monitor_set, device=device)
     model.load_state_dict(average)
     t0 = time.perf_counter()
     recompute_batchnorm(model, train_set, device=device)
-    return {"epochs_averaged": epochs, f"last_epoch_{monitor}": last,
+    return {"epochs_averaged": len(history), f"last_epoch_{monitor}": history[-1][monitor],
             f"averaged_{monitor}": evaluate(model, monitor_set, device=device),
             "batchnorm_seconds": round(time.perf_counter() - t0, 1)}
 
