@@ -15,7 +15,8 @@ Train one (fixed seed; the CIFAR models hold out the 5,000 validation images of
 
 A recipe may continue an earlier one (``Recipe.start_from``): ResNet-20 is trained for 180 epochs,
 then for a second cosine cycle with Cutout and the VGG as teacher, then at a constant learning rate
-whose visited weights are averaged (``Recipe.swa``). Each earlier stage's result is kept in
+whose visited weights are averaged (``Recipe.swa``), then once more with the VGG and that average
+teaching together (``Recipe.born_again``). Each earlier stage's result is kept in
 ``<cache>/zoo-stages/``, so it is trained once.
 
 Example:
@@ -75,6 +76,10 @@ class Recipe:
     # Stochastic weight averaging (Izmailov et al. 2018): ship the mean of the weights at the end of every
     # epoch, with BatchNorm statistics re-estimated for it; meant for a constant lr_schedule.
     swa: bool = False
+    # The frozen weights this stage starts from (start_from's result) teach too: their logits are averaged
+    # with the teacher's, a two-model ensemble teacher better than either ("born-again" networks,
+    # Furlanello et al. 2018, use an earlier generation of the same architecture as the teacher).
+    born_again: bool = False
 
 
 def recipe_with_defaults(recorded: dict) -> dict:
@@ -94,14 +99,18 @@ _RESNET20_FIRST_STAGE = Recipe("resnet20", "cifar10", epochs=180, lr=0.1, weight
 _RESNET20_SECOND_STAGE = replace(_RESNET20_FIRST_STAGE, epochs=90, lr=0.05, cutout=16, teacher="vgg",
                                  start_from=_RESNET20_FIRST_STAGE)
 
+# Then at a constant small learning rate, shipping the average of the weights it visits (89.78 %).
+_RESNET20_THIRD_STAGE = replace(_RESNET20_SECOND_STAGE, epochs=50, lr=0.01, lr_schedule="constant", swa=True,
+                                start_from=_RESNET20_SECOND_STAGE)
+
 RECIPES = {
     "lenet300": Recipe("lenet300", "mnist", epochs=20, lr=0.05, weight_decay=1e-4),
     "lenet5": Recipe("lenet5", "mnist", epochs=12, lr=0.05, weight_decay=5e-4),
     "vgg": Recipe("vgg", "cifar10", epochs=110, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
                   val_size=5000, precision="bf16", cutout=16),
-    # Last, a constant small learning rate, shipping the average of the weights it visits.
-    "resnet20": replace(_RESNET20_SECOND_STAGE, epochs=50, lr=0.01, lr_schedule="constant", swa=True,
-                        start_from=_RESNET20_SECOND_STAGE),
+    # Last, the third stage again, taught by the VGG and the third stage's own result together (90.07 %;
+    # on validation 90.42 %, no better than the third stage: see the README).
+    "resnet20": replace(_RESNET20_THIRD_STAGE, epochs=60, born_again=True, start_from=_RESNET20_THIRD_STAGE),
 }
 
 
@@ -154,31 +163,60 @@ def _data_record(dataset: str) -> dict:
             "CIFAR-10 rebuild (official labels/order, ~90% of images JPEG-decoded; see the data README)"}
 
 
-def _distillation_loss_fn(recipe: Recipe, device):
-    """``f(logits, x, y)``: the recipe's distillation loss against its (frozen, shipped) teacher."""
+def _teachers(recipe: Recipe, start_weights: dict | None, device) -> list[nn.Module]:
+    """The frozen models a recipe distils from: its shipped ``teacher``, plus with ``born_again`` a copy of
+    the weights it starts from."""
+    teachers = []
+    if recipe.teacher:
+        if recipe.teacher not in MODEL_NAMES or recipe.teacher == recipe.model:
+            raise ValueError(f"teacher must be another zoo model, one of {', '.join(MODEL_NAMES)}; "
+                             f"got {recipe.teacher!r} (to learn from {recipe.model}'s own earlier stage, "
+                             f"set born_again=True)")
+        if DATASET_OF[recipe.teacher] != recipe.dataset:
+            raise ValueError(f"teacher {recipe.teacher!r} was trained on {DATASET_OF[recipe.teacher]}, "
+                             f"not on {recipe.dataset}")
+        teachers.append(load_pretrained(recipe.teacher, device=device))
+    if recipe.born_again:
+        if start_weights is None:
+            raise ValueError("born_again=True needs start_from: the earlier stage whose weights teach")
+        earlier = build_model(recipe.model)
+        earlier.load_state_dict(start_weights)
+        teachers.append(earlier.to(device).eval())
+    for teacher in teachers:  # eval mode: their BatchNorm statistics stay fixed
+        teacher.requires_grad_(False)
+    return teachers
+
+
+def _distillation_loss_fn(recipe: Recipe, device, start_weights: dict | None = None):
+    """``f(logits, x, y)``: the recipe's distillation loss against its frozen teachers; with two, against
+    the mean of their logits (an ensemble)."""
     from .compression import distillation_loss  # local import: compression builds on train, not on zoo
 
-    if recipe.teacher not in MODEL_NAMES or recipe.teacher == recipe.model:
-        raise ValueError(f"teacher must be another zoo model, one of {', '.join(MODEL_NAMES)}; got {recipe.teacher!r}")
-    if DATASET_OF[recipe.teacher] != recipe.dataset:
-        raise ValueError(f"teacher {recipe.teacher!r} was trained on {DATASET_OF[recipe.teacher]}, "
-                         f"not on {recipe.dataset}")
-    teacher = load_pretrained(recipe.teacher, device=device)  # eval mode: its BatchNorm statistics stay fixed
-    teacher.requires_grad_(False)
+    teachers = _teachers(recipe, start_weights, device)
     if recipe.dataset == "cifar10":  # the same NHWC speed-up as the student's (see train_zoo_model)
-        teacher = teacher.to(memory_format=torch.channels_last)
+        teachers = [teacher.to(memory_format=torch.channels_last) for teacher in teachers]
 
     def loss_fn(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            teacher_logits = teacher(x)
-        return distillation_loss(logits.float(), teacher_logits.float(), y, recipe.temperature,
+            teacher_logits = torch.stack([teacher(x).float() for teacher in teachers]).mean(0)
+        return distillation_loss(logits.float(), teacher_logits, y, recipe.temperature,
                                  recipe.distill_alpha, label_smoothing=recipe.label_smoothing)
     return loss_fn
 
 
+def _changed_fields(recipe: dict) -> dict:
+    """The fields of a recorded recipe that differ from Recipe's defaults (earlier stages likewise)."""
+    defaults = {f.name: f.default for f in fields(Recipe) if f.default is not MISSING}
+    changed = {k: v for k, v in recipe.items() if k not in defaults or v != defaults[k]}
+    if changed.get("start_from") is not None:
+        changed["start_from"] = _changed_fields(changed["start_from"])
+    return changed
+
+
 def _recipe_key(recipe: Recipe) -> str:
-    """A short fingerprint of a recipe: earlier stages are cached under it."""
-    text = json.dumps(asdict(recipe), sort_keys=True)
+    """A short fingerprint of a recipe: earlier stages are cached under it. Only fields that differ from
+    their defaults count, so adding a field to Recipe later does not orphan the stages already trained."""
+    text = json.dumps(_changed_fields(asdict(recipe)), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -253,7 +291,8 @@ def _fit(recipe: Recipe, device, resume: bool, quiet: bool, progress_name: str) 
     else:  # trained on every training image: the only held-out set to watch is the test set
         train_set = load_dataset(recipe.dataset, "train", cutout=recipe.cutout)
         monitor_set, monitor = test_set, "test_acc"
-    loss_fn = _distillation_loss_fn(recipe, device) if recipe.teacher else None
+    loss_fn = (_distillation_loss_fn(recipe, device, earlier and earlier["state_dict"])
+               if recipe.teacher or recipe.born_again else None)
     optimizer = make_optimizer(model, recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = make_scheduler(optimizer, recipe.lr_schedule, recipe.epochs)
     start_epoch, seconds, history, average = 0, 0.0, [], None  # average: the SWA weights so far
@@ -335,7 +374,9 @@ def markdown_table() -> str:
         verdict = "" if accuracy >= info["target"] else " (below target)"
         notes = [recipe["precision"]] if recipe.get("precision", "fp32") != "fp32" else []
         notes += [f"cutout {recipe['cutout']}"] if recipe.get("cutout") else []
-        notes += [f"distilled from {recipe['teacher']}"] if recipe.get("teacher") else []
+        teachers = ([recipe["teacher"]] if recipe.get("teacher") else []) + (
+            ["its earlier stage"] if recipe.get("born_again") else [])
+        notes += [f"distilled from {' + '.join(teachers)}"] if teachers else []
         notes += ["weight-averaged"] if recipe.get("swa") else []
         extras = f" ({', '.join(notes)})" if notes else ""
         stages = info.get("stages", [])  # earlier stages first: "180 + 90 epochs"

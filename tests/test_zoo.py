@@ -158,8 +158,8 @@ def test_recipes_recorded_before_a_field_existed_still_match():
     while first.start_from is not None:  # ResNet-20's first stage
         first = first.start_from
     recipe = asdict(first)
-    assert recipe["cutout"] == 0 and recipe["swa"] is False, "pick a recipe that uses the defaults"
-    old = {k: v for k, v in recipe.items() if k not in ("cutout", "swa", "start_from")}
+    assert recipe["cutout"] == 0 and recipe["swa"] is recipe["born_again"] is False, "pick one with the defaults"
+    old = {k: v for k, v in recipe.items() if k not in ("cutout", "swa", "born_again", "start_from")}
     assert recipe_with_defaults(old) == recipe
     assert recipe_with_defaults({**old, "epochs": 1}) != recipe
     # An earlier stage inside a record is completed the same way.
@@ -172,6 +172,8 @@ def test_recipes_recorded_before_a_field_existed_still_match():
     # Nor does a weight-averaged one match a record from before Recipe.swa.
     resnet = asdict(RECIPES["resnet20"])
     assert resnet["swa"] and recipe_with_defaults({k: v for k, v in resnet.items() if k != "swa"}) != resnet
+    before_born_again = {k: v for k, v in resnet.items() if k != "born_again"}
+    assert resnet["born_again"] and recipe_with_defaults(before_born_again) != resnet
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -236,3 +238,59 @@ def test_a_weight_averaged_recipe_ships_the_mean_and_resumes_it(tmp_path, monkey
     again = torch.load(zoo.checkpoint_path("lenet300"), weights_only=True)["state_dict"]
     assert all(torch.equal(again[k], shipped[k]) for k in shipped)
     assert resumed["test_accuracy"] == info["test_accuracy"]
+
+
+def test_born_again_distils_from_the_mean_of_the_teacher_and_the_starting_weights(tmp_path, monkeypatch, data_root):
+    """recipe.born_again: the weights a stage starts from teach along with recipe.teacher, through the mean
+    of their logits; without an earlier stage there is nothing to learn from, which is refused."""
+    from dataclasses import replace
+
+    from prunekit import zoo
+    from prunekit.compression import distillation_loss
+    from prunekit.models import build_model
+
+    torch.manual_seed(0)
+    start = build_model("lenet300").state_dict()
+    recipe = replace(zoo.RECIPES["lenet300"], teacher="lenet5", born_again=True)
+    loss_fn = zoo._distillation_loss_fn(recipe, "cpu", start)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    logits = torch.randn(8, 10)
+    earlier = build_model("lenet300")
+    earlier.load_state_dict(start)
+    with torch.no_grad():
+        mean = (load_pretrained("lenet5")(x) + earlier.eval()(x)) / 2
+    expected = distillation_loss(logits, mean, y, recipe.temperature, recipe.distill_alpha)
+    assert torch.allclose(loss_fn(logits, x, y), expected)
+    with pytest.raises(ValueError, match="needs start_from"):
+        zoo._distillation_loss_fn(recipe, "cpu", None)
+
+    # End to end: the second stage learns from the first stage's result alone (no other teacher).
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    first = replace(zoo.RECIPES["lenet300"], epochs=1, val_size=50000)  # trains on 10,000 images
+    plain = replace(first, lr=0.01, start_from=first)
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", plain)
+    without = zoo.train_zoo_model("lenet300", quiet=True)
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", replace(plain, born_again=True))
+    taught = zoo.train_zoo_model("lenet300", quiet=True)
+    assert taught["recipe"]["born_again"] and taught["test_accuracy"] > 0.9
+    assert taught["history"][0]["loss"] != without["history"][0]["loss"]  # same seed and data; another loss
+    assert "distilled from its earlier stage" in zoo.markdown_table()
+
+
+def test_stage_cache_key_survives_a_new_recipe_field():
+    """An earlier stage is cached under a fingerprint of its non-default fields: a field added to Recipe
+    with a default (as cutout, swa and born_again were) keeps the key, while any real change alters it."""
+    from dataclasses import asdict, replace
+
+    from prunekit import zoo
+
+    second = zoo.RECIPES["resnet20"].start_from
+    key = zoo._recipe_key(second)
+    assert zoo._recipe_key(replace(second)) == key
+    assert zoo._recipe_key(replace(second, epochs=second.epochs + 1)) != key
+    assert zoo._recipe_key(replace(second, start_from=replace(second.start_from, lr=0.2))) != key
+    # The text hashed is the same with or without a field that holds its default.
+    recorded = asdict(second)
+    recorded["start_from"].pop("born_again")
+    assert zoo._changed_fields(recorded) == zoo._changed_fields(asdict(second))
