@@ -101,6 +101,19 @@ def test_a_zoo_model_can_be_distilled_from_another(tmp_path, monkeypatch, data_r
         zoo.train_zoo_model("lenet300", quiet=True, teacher="lenet300")
 
 
+def _two_short_lenet300_stages(zoo, tmp_path, monkeypatch):
+    """Point the zoo at ``tmp_path`` and make ``lenet300`` a two-stage recipe of one short epoch each
+    (10,000 training images); returns (first, second)."""
+    from dataclasses import replace
+
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    first = replace(zoo.RECIPES["lenet300"], epochs=1, val_size=50000)
+    second = replace(first, lr=0.01, start_from=first)
+    monkeypatch.setitem(zoo.RECIPES, "lenet300", second)
+    return first, second
+
+
 def test_a_recipe_can_start_from_an_earlier_stage(tmp_path, monkeypatch, capsys, data_root):
     """recipe.start_from: the earlier stage is trained first (or reused from the stage cache, or from a
     shipped checkpoint it made) and the next stage starts from its weights; the record keeps both."""
@@ -108,11 +121,7 @@ def test_a_recipe_can_start_from_an_earlier_stage(tmp_path, monkeypatch, capsys,
 
     from prunekit import zoo
 
-    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
-    first = replace(zoo.RECIPES["lenet300"], epochs=1, val_size=50000)  # trains on 10,000 images
-    second = replace(first, lr=0.01, start_from=first)
-    monkeypatch.setitem(zoo.RECIPES, "lenet300", second)
+    first, second = _two_short_lenet300_stages(zoo, tmp_path, monkeypatch)
     info = zoo.train_zoo_model("lenet300", quiet=True)
     assert "training the earlier stage of lenet300 first" in capsys.readouterr().out
     assert info["recipe"] == asdict(second) and info["recipe"]["start_from"] == asdict(first)
@@ -265,11 +274,7 @@ def test_born_again_distils_from_the_mean_of_the_teacher_and_the_starting_weight
         zoo._distillation_loss_fn(recipe, "cpu", None)
 
     # End to end: the second stage learns from the first stage's result alone (no other teacher).
-    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "checkpoints")
-    first = replace(zoo.RECIPES["lenet300"], epochs=1, val_size=50000)  # trains on 10,000 images
-    plain = replace(first, lr=0.01, start_from=first)
-    monkeypatch.setitem(zoo.RECIPES, "lenet300", plain)
+    _, plain = _two_short_lenet300_stages(zoo, tmp_path, monkeypatch)
     without = zoo.train_zoo_model("lenet300", quiet=True)
     monkeypatch.setitem(zoo.RECIPES, "lenet300", replace(plain, born_again=True))
     taught = zoo.train_zoo_model("lenet300", quiet=True)
