@@ -82,11 +82,15 @@ class Recipe:
     born_again: bool = False
 
 
+def _recipe_defaults() -> dict:
+    """``{field: default}`` for every Recipe field that has one."""
+    return {f.name: f.default for f in fields(Recipe) if f.default is not MISSING}
+
+
 def recipe_with_defaults(recorded: dict) -> dict:
     """A recipe as recorded in a checkpoint or progress file, with fields added to Recipe since set
     to the defaults they had then (e.g. ``cutout=0``), so old and new records compare equal."""
-    defaults = {f.name: f.default for f in fields(Recipe) if f.default is not MISSING}
-    merged = {**defaults, **recorded}
+    merged = {**_recipe_defaults(), **recorded}
     if merged["start_from"] is not None:  # an earlier stage was recorded the same way
         merged["start_from"] = recipe_with_defaults(merged["start_from"])
     return merged
@@ -206,7 +210,7 @@ def _distillation_loss_fn(recipe: Recipe, device, start_weights: dict | None = N
 
 def _changed_fields(recipe: dict) -> dict:
     """The fields of a recorded recipe that differ from Recipe's defaults (earlier stages likewise)."""
-    defaults = {f.name: f.default for f in fields(Recipe) if f.default is not MISSING}
+    defaults = _recipe_defaults()
     changed = {k: v for k, v in recipe.items() if k not in defaults or v != defaults[k]}
     if changed.get("start_from") is not None:
         changed["start_from"] = _changed_fields(changed["start_from"])
