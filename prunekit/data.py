@@ -434,9 +434,12 @@ def subset(dataset: Dataset, n: int, seed: int = 0, stratify: bool = True) -> Da
     return Subset(dataset, sorted(keep.tolist()))
 
 
-def make_loader(dataset: Dataset, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
+def make_loader(dataset: Dataset, batch_size: int = 128, shuffle: bool = False, seed: int | None = 0,
                 drop_last: bool = False) -> DataLoader:
-    """A DataLoader whose shuffling order depends only on ``seed`` (single process, CPU friendly)."""
-    generator = torch.Generator().manual_seed(seed)
+    """A DataLoader whose shuffling order depends only on ``seed`` (single process, CPU friendly).
+
+    ``seed=None`` shuffles with torch's global random state instead.
+    """
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       drop_last=drop_last, num_workers=0)

@@ -66,12 +66,26 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def _as_loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def _as_loader(data: Dataset | DataLoader, batch_size: int, shuffle: bool, seed: int | None) -> DataLoader:
     if isinstance(data, DataLoader):
         return data
     if not isinstance(data, Dataset):
         raise TypeError(f"expected a torch Dataset or DataLoader, got {type(data).__name__}")
     return make_loader(data, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+
+@contextlib.contextmanager
+def _own_random_stream(seed: int | None, device: torch.device):
+    """Run the block on torch's RNG seeded with ``seed``, then give the caller back its own state.
+
+    ``seed=None`` runs the block on the caller's global stream, untouched.
+    """
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def _progress(iterable, quiet: bool, **kwargs):
@@ -166,7 +180,7 @@ def _autocast(device: torch.device, precision: str):
 
 def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: float = 0.05,
           optimizer: torch.optim.Optimizer | str = "sgd", lr_schedule: str | None = "cosine",
-          weight_decay: float = 5e-4, batch_size: int = 128, seed: int = 0,
+          weight_decay: float = 5e-4, batch_size: int = 128, seed: int | None = 0,
           val_data: Dataset | DataLoader | None = None, after_step: Iterable[StepCallback] = (),
           regularizer: Callable[[nn.Module], torch.Tensor] | None = None, max_steps: int | None = None,
           device=None, quiet: bool = False, label_smoothing: float = 0.0,
@@ -176,6 +190,11 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
 
     Args:
         data: training Dataset (shuffled with ``seed``) or a ready DataLoader.
+        seed: fixes the shuffling order and the random data augmentation, so the same call gives
+            the same weights whatever random numbers were drawn before it (re-running a notebook
+            cell repeats its numbers); torch's global random state is left as it was. ``None``
+            draws both from the global state instead and advances it (the zoo does this to
+            continue one random stream over its one-epoch calls).
         epochs: passes over the data. ``max_steps`` stops earlier, after that many batches in total.
         optimizer: ``"sgd"`` (momentum 0.9), ``"adam"`` or a ready optimizer (``lr`` then unused).
         lr_schedule: ``"cosine"``, ``"step"``, ``"constant"``/None; stepped once per epoch.
@@ -209,42 +228,43 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
     autocast = _autocast(device, precision)
     callbacks = list(after_step)
     history, step = [], 0
-    for epoch in range(epochs):
-        model.train()
-        start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        bar = _progress(loader, quiet, desc=f"epoch {epoch + 1}/{epochs}")
-        for x, y in bar:
-            x, y = x.to(device), y.to(device)
-            with autocast:
-                logits = model(x)
-                loss = loss_fn(logits, x, y)
-            if regularizer is not None:
-                loss = loss + regularizer(model)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            enforce_masks(model)
-            step += 1
-            for callback in callbacks:
-                callback(model, step)
-            loss_sum += loss.item() * y.numel()
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += y.numel()
-            if not quiet and step % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    with _own_random_stream(seed, device):  # augmentation draws from torch's RNG
+        for epoch in range(epochs):
+            model.train()
+            start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+            bar = _progress(loader, quiet, desc=f"epoch {epoch + 1}/{epochs}")
+            for x, y in bar:
+                x, y = x.to(device), y.to(device)
+                with autocast:
+                    logits = model(x)
+                    loss = loss_fn(logits, x, y)
+                if regularizer is not None:
+                    loss = loss + regularizer(model)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                enforce_masks(model)
+                step += 1
+                for callback in callbacks:
+                    callback(model, step)
+                loss_sum += loss.item() * y.numel()
+                correct += (logits.argmax(1) == y).sum().item()
+                seen += y.numel()
+                if not quiet and step % 20 == 0:
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+                if max_steps is not None and step >= max_steps:
+                    break
+            record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
+            if scheduler is not None:
+                scheduler.step()
+            if val_data is not None:
+                record["val_acc"] = evaluate(model, val_data, device=device)
+            history.append(record)
+            if not quiet:
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
             if max_steps is not None and step >= max_steps:
                 break
-        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
-        if scheduler is not None:
-            scheduler.step()
-        if val_data is not None:
-            record["val_acc"] = evaluate(model, val_data, device=device)
-        history.append(record)
-        if not quiet:
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        if max_steps is not None and step >= max_steps:
-            break
     model.eval()
     return history
 

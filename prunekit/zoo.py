@@ -312,7 +312,8 @@ def _fit(recipe: Recipe, device, resume: bool, quiet: bool, progress_name: str) 
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
         loader = make_loader(train_set, recipe.batch_size, shuffle=True, seed=recipe.seed + epoch)
-        record = train(model, loader, epochs=1, optimizer=optimizer, lr_schedule=None, device=device,
+        # seed=None: augmentation continues one global random stream over the epochs (saved for --resume)
+        record = train(model, loader, epochs=1, optimizer=optimizer, lr_schedule=None, device=device, seed=None,
                        quiet=quiet, label_smoothing=recipe.label_smoothing, precision=recipe.precision,
                        loss_fn=loss_fn)[0]
         if scheduler is not None:

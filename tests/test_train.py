@@ -22,6 +22,38 @@ def test_same_seed_gives_identical_weights(data_root):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def _augmented_epoch(seed, draws_before):
+    """One epoch on 64 augmented CIFAR images after ``draws_before`` unrelated draws from torch's RNG."""
+    seed_everything(0)
+    model = build_model("vgg")
+    data = subset(load_dataset("cifar10", "train"), 64, seed=0)   # random crop + flip by default
+    torch.rand(draws_before)
+    train(model, data, epochs=1, batch_size=32, quiet=True, seed=seed)
+    return model.state_dict()
+
+
+def test_seed_fixes_augmentation_whatever_ran_before(data_root):
+    """Augmentation draws from torch's global RNG; train(seed=...) must not depend on how much of it
+    earlier code used (re-running a notebook cell repeats its numbers), nor move the caller's stream."""
+    a, b, other_seed = _augmented_epoch(0, 1), _augmented_epoch(0, 5), _augmented_epoch(1, 1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], other_seed[k]) for k in a)
+
+    model, data = build_model("vgg"), subset(load_dataset("cifar10", "train"), 64)   # augmented
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    train(model, data, epochs=1, batch_size=32, quiet=True)
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_seed_none_continues_the_global_random_stream(data_root):
+    """The zoo's one-epoch calls pass seed=None so that augmentation differs from epoch to epoch."""
+    c, d = _augmented_epoch(None, 1), _augmented_epoch(None, 5)
+    assert not all(torch.equal(c[k], d[k]) for k in c)
+    assert all(torch.equal(c[k], e) for k, e in _augmented_epoch(None, 1).items())
+
+
 def test_a_custom_loss_sees_each_batch_and_replaces_cross_entropy(data_root):
     """loss_fn(logits, x, y) gets the batch itself (a distillation loss runs its teacher on x); given
     the same cross-entropy the default uses, it trains the very same weights."""
