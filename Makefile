@@ -1,8 +1,10 @@
 # Two commands for a fresh machine (see README.md):
-#   make start   install everything, open the course in JupyterLab
-#   make test    install everything, run every test (unit tests, solution notebooks, labs)
+#   make start   install what the course needs, open chapter 00 in JupyterLab (keeps the terminal: Ctrl-C stops it)
+#   make test    install that and the test tools, run every test (unit tests, solution notebooks, labs, browser)
 SHELL := /bin/bash
 PYTEST_ARGS ?=
+# extra options for `jupyter lab`, e.g. make start JUPYTER_ARGS="--no-browser --port=8899"
+JUPYTER_ARGS ?=
 
 .PHONY: start test install labs bench outputs
 
@@ -10,10 +12,10 @@ install:
 	@scripts/bootstrap.sh >/dev/null
 
 start:
-	@PY=$$(scripts/bootstrap.sh) && $$PY -m jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) course/00_why_compress.ipynb
+	@PY=$$(scripts/bootstrap.sh) && scripts/start.sh "$$PY" $(JUPYTER_ARGS)
 
 test:
-	@PY=$$(scripts/bootstrap.sh) && scripts/run_tests.sh "$$PY" $(PYTEST_ARGS)
+	@PY=$$(scripts/bootstrap.sh --test) && scripts/run_tests.sh "$$PY" $(PYTEST_ARGS)
 
 labs:
 	@PY=$$(scripts/bootstrap.sh) && $$PY -m prunekit.release
@@ -23,4 +25,4 @@ bench:
 
 # Maintainers: re-execute notebooks and store their outputs, e.g. make outputs NB="course/06_faq.ipynb"
 outputs:
-	@PY=$$(scripts/bootstrap.sh) && scripts/execute_notebooks.sh "$$PY" $(NB)
+	@PY=$$(scripts/bootstrap.sh --test) && scripts/execute_notebooks.sh "$$PY" $(NB)
