@@ -3,6 +3,8 @@
 alone -- is tested once for all labs in test_checks_contract.py.)"""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -300,3 +302,176 @@ def test_checks_are_deterministic(capsys):
         checks.check_random_mask(checks.reference_random_mask, strict=False)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == lines[2] and lines[1] == lines[3]
+
+
+# ============================================================================ capstones: train_masked
+def _optimizer(model, name, lr, weight_decay):
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+def _batches(data, steps, batch_size, seed):
+    x, y = data.tensors
+    g = torch.Generator().manual_seed(seed)
+    done = 0
+    while True:
+        order = torch.randperm(len(y), generator=g)
+        for start in range(0, len(y), batch_size):
+            if done == steps:
+                return
+            idx = order[start:start + batch_size]
+            done += 1
+            yield x[idx], y[idx]
+
+
+def _masked_loop(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed, *, before=True,
+                 after=True, grads=False, zero_grad=True, opt_name=None):
+    params = dict(model.named_parameters())
+    opt = _optimizer(model, opt_name or optimizer, lr, weight_decay)
+
+    def remask():
+        with torch.no_grad():
+            for n, m in masks.items():
+                params[n].mul_(m.to(params[n].dtype))
+
+    if before:
+        remask()
+    losses = []
+    for x, y in _batches(data, steps, batch_size, seed):
+        if zero_grad:
+            opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        if grads:
+            for n, m in masks.items():
+                params[n].grad.mul_(m.to(params[n].dtype))
+        opt.step()
+        if after:
+            remask()
+        losses.append(loss.item())
+    return losses
+
+
+def tm_mask_once(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed):
+    return _masked_loop(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed, after=False)
+
+
+def tm_zero_grads_only(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed):
+    return _masked_loop(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed, before=False,
+                        after=False, grads=True)
+
+
+def tm_mask_after_only(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed):
+    return _masked_loop(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed, before=False)
+
+
+def tm_no_zero_grad(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed):
+    return _masked_loop(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed, zero_grad=False)
+
+
+def tm_always_sgd(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed):
+    return _masked_loop(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed, opt_name="sgd")
+
+
+def tm_global_seed(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed):
+    torch.manual_seed(seed)
+    return _masked_loop(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed)
+
+
+def tm_loss_tensors(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed):
+    losses = _masked_loop(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed)
+    return [torch.tensor(v) for v in losses]
+
+
+def tm_new_parameters(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed):
+    for n, m in masks.items():
+        module_name, _, attr = n.rpartition(".")
+        module = model.get_submodule(module_name)
+        setattr(module, attr, nn.Parameter(getattr(module, attr).detach() * m))
+    return _masked_loop(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed)
+
+
+# ============================================================================ capstones: iterative_prune
+def _iterate(model, train_data, val_data, schedule, tolerance, steps, lr, batch_size, seed, *, compare="dense",
+             stop=True, keep="best", restart=False, measure_on="val"):
+    from prunekit.checks.lab1 import _accuracy, _prunable
+
+    def acc_of(m):
+        return _accuracy(m, val_data if measure_on == "val" else train_data)
+
+    dense_acc = acc_of(model)
+    work = copy.deepcopy(model)
+    best = {"model": copy.deepcopy(model), "sparsity": 0.0, "val_acc": dense_acc}
+    history, previous = [], dense_acc
+    for r, target in enumerate(schedule):
+        if restart:
+            work = copy.deepcopy(model)
+        masks = checks.reference_global_magnitude_masks({n: w.detach() for n, w in _prunable(work).items()}, target)
+        checks.reference_train_masked(work, masks, train_data, "sgd", lr, steps, batch_size, 0.0, seed + r)
+        acc = acc_of(work)
+        history.append((target, acc))
+        reference = dense_acc if compare == "dense" else previous
+        if acc < reference - tolerance:
+            if keep == "last":
+                best = {"model": work, "sparsity": target, "val_acc": acc}
+            if stop:
+                break
+            continue
+        previous = acc
+        best = {"model": work if keep == "alias" else copy.deepcopy(work), "sparsity": target, "val_acc": acc}
+    return {**best, "dense_val_acc": dense_acc, "history": history}
+
+
+def ip_previous_round(*args):
+    return _iterate(*args, compare="previous")
+
+
+def ip_never_stops(*args):
+    return _iterate(*args, stop=False)
+
+
+def ip_returns_last(*args):
+    return _iterate(*args, keep="last")
+
+
+def ip_one_shot_each_round(*args):
+    return _iterate(*args, restart=True)
+
+
+def ip_train_accuracy(*args):
+    return _iterate(*args, measure_on="train")
+
+
+def ip_no_copy(*args):
+    return _iterate(*args, keep="alias")
+
+
+def ip_modifies_input(model, *args):
+    out = _iterate(model, *args)
+    with torch.no_grad():
+        model.fc1.weight.mul_(out["model"].fc1.weight != 0)
+    return out
+
+
+CAPSTONE_WRONG = {
+    "train_masked": [tm_mask_once, tm_zero_grads_only, tm_mask_after_only, tm_no_zero_grad, tm_always_sgd,
+                     tm_global_seed, tm_loss_tensors, tm_new_parameters],
+    "iterative_prune": [ip_previous_round, ip_never_stops, ip_returns_last, ip_one_shot_each_round,
+                        ip_train_accuracy, ip_no_copy, ip_modifies_input],
+}
+
+
+@pytest.mark.parametrize(**cases(CAPSTONE_WRONG))
+def test_capstone_wrong_implementation_is_rejected(name, fn):
+    rejected(_check(name), fn)
+
+
+def test_capstone_hints_name_the_mistake():
+    rejected(checks.check_train_masked, tm_mask_once, "after every optimizer.step()")
+    rejected(checks.check_train_masked, tm_zero_grads_only, "zeroing only the gradients")
+    rejected(checks.check_train_masked, tm_mask_after_only, "before the first forward")
+    rejected(checks.check_train_masked, tm_global_seed, "private generator")
+    rejected(checks.check_iterative_prune, ip_previous_round, "not with the previous round")
+    rejected(checks.check_iterative_prune, ip_returns_last, "last accepted")
+    rejected(checks.check_iterative_prune, ip_one_shot_each_round, "current, fine-tuned")

@@ -23,6 +23,7 @@ Each check prints one line and returns a :class:`~prunekit.checks.core.CheckResu
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 from typing import Callable, Mapping
@@ -35,9 +36,10 @@ from .core import Case, CheckFailed, CheckResult, as_mask, call, describe_tensor
 
 __all__ = [
     "check_magnitude_mask", "check_global_magnitude_masks", "check_random_mask", "check_saliency_scores",
-    "check_remask_", "check_torch_prune_amount", "check_prune_below",
+    "check_remask_", "check_torch_prune_amount", "check_prune_below", "check_train_masked", "check_iterative_prune",
     "reference_magnitude_mask", "reference_global_magnitude_masks", "reference_random_mask",
     "reference_saliency_scores", "reference_remask_", "reference_torch_prune_amount", "reference_prune_below",
+    "reference_train_masked", "reference_iterative_prune",
 ]
 
 
@@ -616,3 +618,360 @@ def check_prune_below(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``prune_below(weight, threshold)``: a new tensor, ``0`` where ``|w| < threshold``, ``w`` elsewhere."""
     return run_check("prune_below", fn, _below_cases, hint=_BELOW_HINT,
                      passed="element-wise, |w| not w, strict <, new tensor, same dtype", strict=strict)
+
+
+# ============================================================================ train_masked (capstone)
+def _prunable(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights the labs prune: parameters named ``*.weight`` with 2 or more dimensions (Linear, Conv)."""
+    return {n: p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() >= 2}
+
+
+def reference_train_masked(model: nn.Module, masks: Mapping[str, torch.Tensor], data: torch.utils.data.TensorDataset,
+                           optimizer: str = "sgd", lr: float = 0.01, steps: int = 100, batch_size: int = 128,
+                           weight_decay: float = 0.0, seed: int = 0) -> list[float]:
+    """Train ``model`` in place with cross-entropy for ``steps`` optimizer steps, keeping pruned weights at 0.
+
+    The masks are applied before the first forward pass and again after EVERY optimizer step (momentum and
+    Adam's moment estimates would otherwise move pruned weights off zero). Batches: a new random order of the
+    examples each epoch, drawn from a private ``torch.Generator`` seeded with ``seed``. Returns the loss of
+    each step (before its update) as Python floats.
+    """
+    params = dict(model.named_parameters())
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+
+    def remask() -> None:
+        with torch.no_grad():
+            for name, mask in masks.items():
+                params[name].mul_(mask.to(params[name].dtype))
+
+    x_all, y_all = data.tensors
+    generator = torch.Generator().manual_seed(seed)
+    remask()
+    model.train()
+    losses: list[float] = []
+    while len(losses) < steps:
+        order = torch.randperm(len(y_all), generator=generator)
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x_all[batch]), y_all[batch])
+            loss.backward()
+            opt.step()
+            remask()
+            losses.append(loss.item())
+            if len(losses) == steps:
+                break
+    return losses
+
+
+def _blobs(n: int, dim: int, classes: int, seed: int, spread: float = 1.0) -> torch.utils.data.TensorDataset:
+    """A small classification problem: Gaussian blobs around random class centres."""
+    g = _gen(seed)
+    centres = torch.randn(classes, dim, generator=g) * 1.5
+    y = torch.arange(n) % classes
+    x = centres[y] + spread * torch.randn(n, dim, generator=g)
+    return torch.utils.data.TensorDataset(x, y)
+
+
+def _mlp(seed: int, dim: int = 12, hidden: int = 16, classes: int = 3) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(OrderedDict(fc1=nn.Linear(dim, hidden), relu=nn.ReLU(), fc2=nn.Linear(hidden, classes)))
+
+
+_TRAIN_HINT = ("build the optimizer from the name (SGD with momentum=0.9, or Adam), multiply every masked "
+               "parameter by its mask in place under torch.no_grad() BEFORE the first step and AFTER EVERY "
+               "optimizer.step(); zero the gradients before each backward; return one loss.item() per step")
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: t.detach().clone() for n, t in model.state_dict().items()}
+
+
+def _train_case(label: str, optimizer: str, batch_size: int | None, steps: int, mask_names=("fc1.weight", "fc2.weight"),
+                weight_decay: float = 0.0, lr: float | None = None, float_masks: bool = False, seed: int = 0,
+                exact: bool = False) -> Case:
+    lr = (0.05 if optimizer == "sgd" else 0.01) if lr is None else lr
+
+    def run(fn):
+        data = _blobs(48, 12, 3, seed + 7)
+        batch = len(data) if batch_size is None else batch_size
+        model = _mlp(seed)
+        g = _gen(seed + 11)
+        params = dict(model.named_parameters())
+        masks = {n: torch.rand(params[n].shape, generator=g) < 0.5 for n in mask_names}
+        if float_masks:
+            masks = {n: m.float() for n, m in masks.items()}
+        masks_before, data_before = {n: m.clone() for n, m in masks.items()}, [t.clone() for t in data.tensors]
+        twin, start_state = copy.deepcopy(model), _state(model)
+        objects = dict(model.named_parameters())
+        rng_before = torch.get_rng_state()
+        try:
+            out = fn(model, masks, data, optimizer, lr, steps, batch, weight_decay, seed)
+        except RuntimeError as exc:
+            if "leaf Variable" in str(exc) or "requires grad" in str(exc):
+                raise CheckFailed("an in-place change of a parameter that requires grad raised RuntimeError",
+                                  "wrap the re-masking in `with torch.no_grad():`") from None
+            raise
+        expect(torch.equal(torch.get_rng_state(), rng_before), "your function changed torch's global random state",
+               "shuffle with a private generator: g = torch.Generator().manual_seed(seed); torch.randperm(n, generator=g)")
+        expect(all(torch.equal(masks[n], masks_before[n]) for n in masks), "your function changed the masks",
+               "read the masks, never write into them")
+        expect(all(torch.equal(a, b) for a, b in zip(data.tensors, data_before)), "your function changed the data")
+        after = dict(model.named_parameters())
+        for n, p in objects.items():
+            expect(after.get(n) is p, f"{n} is a new object after training",
+                   "train and re-mask the model's own parameters in place (param.mul_(mask)); never assign new "
+                   "nn.Parameter objects: the optimizer would keep updating the old ones")
+        expect(isinstance(out, (list, tuple)), f"returned {type(out).__name__}, expected a list of {steps} losses",
+               "return a list with loss.item() of every step")
+        expect(len(out) == steps, f"returned {len(out)} losses for steps={steps}",
+               "take exactly `steps` optimizer steps (cycle through the data as often as needed) and record one "
+               "loss per step")
+        expect(all(isinstance(v, float) for v in out),
+               f"the losses should be Python floats, got {type(out[0]).__name__ if out else '?'}",
+               "store loss.item(), not the loss tensor (a tensor keeps its whole graph alive)")
+        for n, mask in masks_before.items():
+            w = params[n].detach()
+            revived = int((w[~mask.bool()] != 0).sum())
+            if revived:
+                hint = _TRAIN_HINT
+                if torch.equal(w, start_state[n]) is False and bool((w[mask.bool()] == start_state[n][mask.bool()]).all()):
+                    hint = "the kept weights did not train at all; " + _TRAIN_HINT
+                raise CheckFailed(f"after training, {revived} pruned weight(s) of {n} are not 0",
+                                  "re-apply the masks after EVERY optimizer.step(), and once before the first step "
+                                  "(the weights you get are not masked yet); zeroing only the gradients is not "
+                                  "enough: momentum, weight decay and Adam still move them")
+        expect(any(not torch.equal(params[n].detach(), start_state[n]) for n in params),
+               "no parameter changed: nothing was trained", _TRAIN_HINT)
+        first, last = sum(out[:3]) / 3, sum(out[-3:]) / 3
+        expect(last < first, f"the loss did not decrease: first steps {first:.4f}, last steps {last:.4f}",
+               "compute cross-entropy on each batch, zero the gradients, backward, optimizer.step()")
+        if exact:   # full batch: the whole trajectory is fixed, compare step by step with the reference
+            want = reference_train_masked(twin, {n: m.clone() for n, m in masks_before.items()}, data, optimizer,
+                                          lr, steps, batch, weight_decay, seed)
+            for i, (got, ref) in enumerate(zip(out, want)):
+                if abs(got - ref) > 1e-4 * max(1.0, abs(ref)):
+                    hint = _TRAIN_HINT
+                    if i == 0:
+                        hint = ("the first loss is already different: apply the masks BEFORE the first forward pass "
+                                "(the model you get still holds values at the pruned positions), and record the "
+                                "loss of the batch the step trains on")
+                    raise CheckFailed(f"step {i + 1}: loss {got:.6f}, expected {ref:.6f} ({optimizer}, lr {lr}, "
+                                      f"full batch)", hint)
+            ref_state = twin.state_dict()
+            for n, t in model.state_dict().items():
+                expect(torch.allclose(t, ref_state[n], atol=1e-5, rtol=1e-4),
+                       f"after {steps} full-batch steps {n} differs from torch.optim.{'SGD' if optimizer == 'sgd' else 'Adam'}"
+                       f" with the same settings", _TRAIN_HINT)
+    return Case(label, run)
+
+
+def _train_repeat_case() -> Case:
+    def run(fn):
+        data = _blobs(40, 12, 3, 21)
+        masks = {"fc1.weight": torch.rand(16, 12, generator=_gen(22)) < 0.4}
+        runs = []
+        for _ in range(2):
+            model = _mlp(3)
+            runs.append((fn(model, {k: v.clone() for k, v in masks.items()}, data, "sgd", 0.05, 12, 8, 0.0, 5),
+                         _state(model)))
+        expect(runs[0][0] == runs[1][0] and all(torch.equal(runs[0][1][n], runs[1][1][n]) for n in runs[0][1]),
+               "two calls with the same seed gave different results",
+               "draw the batch order from torch.Generator().manual_seed(seed), not from the global generator")
+        other = _mlp(3)
+        losses = fn(other, {k: v.clone() for k, v in masks.items()}, data, "sgd", 0.05, 12, 8, 0.0, 6)
+        expect(losses != runs[0][0], "seed 5 and seed 6 gave the same losses: the batch order ignores the seed",
+               "shuffle the examples with torch.randperm(n, generator=torch.Generator().manual_seed(seed))")
+    return Case("the same seed gives the same run, another seed another batch order", run)
+
+
+def _train_cases() -> list[Case]:
+    return [
+        _train_case("SGD (momentum 0.9), full batch, 15 steps: step by step as torch.optim.SGD", "sgd", None, 15,
+                    exact=True),
+        _train_case("Adam, full batch, 15 steps: step by step as torch.optim.Adam", "adam", None, 15, exact=True,
+                    seed=1),
+        _train_case("SGD with weight decay 5e-4, full batch", "sgd", None, 12, weight_decay=5e-4, exact=True, seed=2),
+        _train_case("SGD, mini-batches of 8, 40 steps (several epochs)", "sgd", 8, 40, seed=3),
+        _train_case("Adam, mini-batches of 10, 30 steps (a smaller last batch)", "adam", 10, 30, seed=4),
+        _train_case("a mask for fc2.weight only, float 0/1", "adam", 16, 20, mask_names=("fc2.weight",),
+                    float_masks=True, seed=5),
+        _train_case("no masks: plain training", "sgd", 16, 20, mask_names=(), seed=6),
+        _train_repeat_case(),
+    ]
+
+
+def check_train_masked(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``train_masked(model, masks, data, optimizer, lr, steps, batch_size, weight_decay, seed)``: pruned
+    weights exactly 0 after training (SGD with momentum, Adam, weight decay), one float loss per step that
+    decreases, full-batch runs equal to torch.optim step by step, same Parameter objects, repeatable by seed."""
+    return run_check("train_masked", fn, _train_cases, hint=_TRAIN_HINT,
+                     passed="zeros stay 0 under SGD+momentum and Adam, loss decreases, same steps as torch.optim, "
+                            "repeatable by seed", strict=strict)
+
+
+# ============================================================================ iterative_prune (capstone)
+def _accuracy(model: nn.Module, data: torch.utils.data.TensorDataset) -> float:
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        x, y = data.tensors
+        acc = (model(x).argmax(1) == y).sum().item() / len(y)
+    model.train(was)
+    return acc
+
+
+def reference_iterative_prune(model: nn.Module, train_data: torch.utils.data.TensorDataset,
+                              val_data: torch.utils.data.TensorDataset, schedule: list[float], tolerance: float,
+                              steps: int = 100, lr: float = 0.01, batch_size: int = 128, seed: int = 0) -> dict:
+    """Han et al.'s prune → fine-tune loop on a copy of ``model``, with a stopping rule on VALIDATION data.
+
+    Round r: global magnitude masks at ``schedule[r]`` from the current (fine-tuned) weights, then
+    ``train_masked(..., "sgd", lr, steps, batch_size, seed=seed + r)``, then validation accuracy. Stop after the
+    first round more than ``tolerance`` below the dense validation accuracy. Returns ``{"model": a copy at the
+    sparsest accepted round (the dense copy if none), "sparsity", "val_acc", "dense_val_acc", "history":
+    [(target, val_acc) of every round run]}``; ``model`` itself is not modified.
+    """
+    dense_acc = _accuracy(model, val_data)
+    work = copy.deepcopy(model)
+    best = {"model": copy.deepcopy(model), "sparsity": 0.0, "val_acc": dense_acc}
+    history = []
+    for r, target in enumerate(schedule):
+        weights = {n: w.detach() for n, w in _prunable(work).items()}
+        masks = reference_global_magnitude_masks(weights, target)
+        reference_train_masked(work, masks, train_data, "sgd", lr, steps, batch_size, 0.0, seed + r)
+        acc = _accuracy(work, val_data)
+        history.append((float(target), acc))
+        if acc < dense_acc - tolerance:
+            break
+        best = {"model": copy.deepcopy(work), "sparsity": float(target), "val_acc": acc}
+    return {**best, "dense_val_acc": dense_acc, "history": history}
+
+
+_ITERATE_HINT = ("work on a copy; each round: global magnitude masks of the CURRENT weights at the round's target, "
+                 "train_masked(...), validation accuracy; stop after the first round more than `tolerance` below "
+                 "the dense validation accuracy, and return a copy of the model of the last round that was within it")
+
+_dense_cache: dict = {}
+
+
+def _trained_dense(seed: int) -> tuple[nn.Module, torch.utils.data.TensorDataset, torch.utils.data.TensorDataset]:
+    """A small MLP trained on Gaussian blobs, with its training and validation sets (cached: built once)."""
+    if seed not in _dense_cache:
+        train_data = _blobs(192, 12, 4, seed + 50, spread=1.4)
+        val_data = _blobs_like(train_data, 128, seed + 77)   # the same class centres, other examples
+        model = _mlp(seed, hidden=24, classes=4)
+        reference_train_masked(model, {}, train_data, "adam", 0.02, 150, 64, 0.0, seed)
+        _dense_cache[seed] = (model, train_data, val_data)
+    model, train_data, val_data = _dense_cache[seed]
+    return copy.deepcopy(model), train_data, val_data
+
+
+def _blobs_like(data: torch.utils.data.TensorDataset, n: int, seed: int) -> torch.utils.data.TensorDataset:
+    """More examples of the same problem as ``data`` (same class centres, fresh noise)."""
+    x, y = data.tensors
+    classes = int(y.max()) + 1
+    centres = torch.stack([x[y == c].mean(0) for c in range(classes)])
+    g = _gen(seed)
+    y_new = torch.arange(n) % classes
+    return torch.utils.data.TensorDataset(centres[y_new] + 1.4 * torch.randn(n, x.shape[1], generator=g), y_new)
+
+
+def _iterate_case(label: str, schedule: list[float], tolerance: float, seed: int = 0, steps: int = 30) -> Case:
+    def run(fn):
+        model, train_data, val_data = _trained_dense(seed)
+        before = _state(model)
+        out = fn(model, train_data, val_data, list(schedule), tolerance, steps, 0.05, 32, seed)
+        expect(isinstance(out, Mapping), f"returned {type(out).__name__}, expected a dict",
+               'return {"model": ..., "sparsity": ..., "val_acc": ..., "dense_val_acc": ..., "history": [...]}')
+        missing = {"model", "sparsity", "val_acc", "dense_val_acc", "history"} - set(out)
+        expect(not missing, f"the result has no {sorted(missing)}",
+               'return {"model": ..., "sparsity": ..., "val_acc": ..., "dense_val_acc": ..., "history": [...]}')
+        expect(all(torch.equal(t, before[n]) for n, t in model.state_dict().items()),
+               "your function changed the model it was given", "prune and fine-tune a copy: copy.deepcopy(model)")
+        dense_acc = _accuracy(model, val_data)
+        expect(abs(float(out["dense_val_acc"]) - dense_acc) < 1e-9,
+               f"dense_val_acc is {float(out['dense_val_acc']):.4f}, but the model scores {dense_acc:.4f} on val_data",
+               "measure the dense model on val_data (the stopping rule is chosen on validation, never on train or test)")
+        history = out["history"]
+        expect(isinstance(history, (list, tuple)) and len(history) >= 1 and all(len(h) == 2 for h in history),
+               f"history is {history!r:.80}, expected a list of (target, val_acc) pairs, one per round run",
+               "append (target, val_acc) after every round")
+        targets = [float(h[0]) for h in history]
+        accs = [float(h[1]) for h in history]
+        expect(targets == [float(s) for s in schedule[:len(targets)]],
+               f"history targets {targets} are not the start of the schedule {schedule}",
+               "run the rounds in the order of the schedule, one round per target")
+        limit = dense_acc - tolerance
+        for i, acc in enumerate(accs[:-1]):
+            hint = _ITERATE_HINT
+            if i > 0 and acc >= accs[i - 1] - tolerance:
+                hint = ("compare each round with the DENSE validation accuracy, not with the previous round; "
+                        + _ITERATE_HINT)
+            expect(acc >= limit, f"round {i + 1} ({targets[i]}) is {dense_acc - acc:.4f} below dense (tolerance "
+                   f"{tolerance}), but more rounds were run after it", hint)
+        if len(accs) < len(schedule):
+            hint = ("stop only when a round is MORE than `tolerance` below the dense validation accuracy; otherwise "
+                    "go on with the next target")
+            if len(accs) > 1 and accs[-1] < accs[-2] - tolerance:
+                hint = "compare each round with the DENSE validation accuracy, not with the previous round; " + hint
+            expect(accs[-1] < limit, f"stopped after round {len(accs)} although it is within the tolerance "
+                   f"({accs[-1]:.4f} vs dense {dense_acc:.4f})", hint)
+        chosen = len(accs) - 1 if accs[-1] >= limit else len(accs) - 2
+        want_s, want_acc = (targets[chosen], accs[chosen]) if chosen >= 0 else (0.0, dense_acc)
+        hint = _ITERATE_HINT
+        if chosen < len(accs) - 1 and abs(float(out["sparsity"]) - targets[-1]) < 1e-12:
+            hint = ("you returned the last round, which broke the tolerance; return the LAST ACCEPTED one "
+                    "(keep a copy of the model after each accepted round)")
+        expect(abs(float(out["sparsity"]) - want_s) < 1e-12,
+               f"returned sparsity {float(out['sparsity'])}, expected {want_s} (the sparsest round within "
+               f"{tolerance} of dense on validation; history {[(t, round(a, 4)) for t, a in history]})", hint)
+        expect(abs(float(out["val_acc"]) - want_acc) < 1e-9,
+               f"returned val_acc {float(out['val_acc']):.4f}, expected {want_acc:.4f} from the history", hint)
+        chosen_model = out["model"]
+        expect(isinstance(chosen_model, nn.Module) and chosen_model is not model,
+               f'out["model"] is {type(chosen_model).__name__}, expected a pruned COPY of the model',
+               "return copy.deepcopy(working_model) taken right after the accepted round")
+        weights = _prunable(chosen_model)
+        total = sum(w.numel() for w in weights.values())
+        zeros = sum(int((w == 0).sum()) for w in weights.values())
+        expect(zeros == round(want_s * total),
+               f'out["model"] has {zeros} zero weights of {total}, expected round({want_s}·{total}) = '
+               f"{round(want_s * total)}", "return a copy taken right after the accepted round "
+               "(a later round prunes the working model further)")
+        measured = _accuracy(chosen_model, val_data)
+        expect(abs(measured - want_acc) < 1e-9,
+               f'out["model"] scores {measured:.4f} on val_data, but the reported val_acc is {want_acc:.4f}',
+               "measure every round on val_data, and return the model that was measured")
+        if chosen >= 1:   # iterative: the masks of later rounds come from FINE-TUNED weights, not the dense ones
+            one_shot = reference_global_magnitude_masks({n: w.detach() for n, w in _prunable(model).items()}, want_s)
+            expect(not all(torch.equal((weights[n] != 0), one_shot[n]) for n in weights),
+                   "the returned model's mask is exactly the dense model's magnitude mask at that sparsity",
+                   "prune the CURRENT, fine-tuned weights each round (iterative); do not restart from the dense model")
+    return Case(label, run)
+
+
+def _iterate_cases() -> list[Case]:
+    return [
+        _iterate_case("schedule 0.5 -> 0.99, tolerance 0.02: stops when the accuracy drops",
+                      [0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99], 0.02),
+        _iterate_case("an easy schedule: every round accepted", [0.3, 0.5, 0.6], 0.5, seed=1),
+        _iterate_case("the first round already fails: the dense copy comes back", [0.995, 0.999], 0.0, seed=2),
+        _iterate_case("tolerance 0.02, a gradual decline (each round close to the previous one)",
+                      [0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99], 0.02, seed=3),
+        _iterate_case("tolerance 0.03, a gradual decline", [0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97], 0.03, seed=2),
+    ]
+
+
+def check_iterative_prune(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``iterative_prune(model, train_data, val_data, schedule, tolerance, steps, lr, batch_size, seed)``:
+    rounds in schedule order, a stop right after the first round more than ``tolerance`` below the dense
+    VALIDATION accuracy, the last accepted round returned as a copy whose zeros and validation accuracy match
+    what is reported, masks from fine-tuned weights, the input model untouched."""
+    return run_check("iterative_prune", fn, _iterate_cases, hint=_ITERATE_HINT,
+                     passed="stopping rule on validation, last accepted round, copy, iterative masks", strict=strict)
