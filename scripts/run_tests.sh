@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, the solution notebooks under nbval (fast + strict mode), the
 # generated student labs, the course chapters. Usage: scripts/run_tests.sh PYTHON [pytest args]
+# Two workers take work units (a notebook, a test file, one lab) longest first (tests/conftest.py), so the
+# run does not end on one long notebook; pytest then lists the slowest tests, and the last line says
+# what was skipped, if anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="$1"; shift
@@ -13,4 +16,4 @@ targets=(tests)
 for d in solutions course; do
   compgen -G "$d/*.ipynb" >/dev/null && targets+=("$d")
 done
-exec "$PY" -m pytest -n 2 --dist loadfile --nbval-lax --nbval-cell-timeout=600 "${targets[@]}" "$@"
+exec "$PY" -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=15 --durations-min=5 --nbval-lax --nbval-cell-timeout=600 "${targets[@]}" "$@"

@@ -10,7 +10,8 @@ Run just this test::
     python -m pytest tests/test_browser.py
 
 It needs ``/usr/bin/chromium`` (``apt install chromium``) and the ``playwright`` package (test extras);
-without them it is skipped, unless ``PRUNEKIT_REQUIRE_BROWSER=1`` (CI) turns the skip into a failure.
+without them it is skipped, and ``make test`` names it in its last line, unless
+``PRUNEKIT_REQUIRE_BROWSER=1`` (CI) turns the skip into a failure.
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+# Its own work unit under `make test`, scheduled by the stored run time of Lab 1 (see tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("browser-01_weight_pruning")
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = Path(os.environ.get("PRUNEKIT_BROWSER_NOTEBOOK", ROOT / "labs" / "01_weight_pruning.ipynb"))
