@@ -18,6 +18,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -143,13 +144,14 @@ def _not_found(dataset: str, expected: list[str], roots: list[Path], download_er
              "Expected (any one root is enough): " + ", ".join(expected),
              "Searched these folders, in order:"]
     lines += [f"  - {r}{'' if r.is_dir() else '  (does not exist)'}" for r in roots]
+    fix = (f"How to fix: put the official files under one of these folders, or point the course "
+           f"at your copy with `export {DATA_ENV}=/path/to/data` (or pass root=...).")
     if download_error:
         lines.append(f"Downloading failed too (offline?): {download_error}")
+        lines.append(fix + " Or connect to the internet (check a proxy or firewall) and run it again.")
     else:
         lines.append("Downloading was switched off (download=False).")
-    lines.append(f"How to fix: put the official files under one of these folders, or point the course "
-                 f"at your copy with `export {DATA_ENV}=/path/to/data` (or pass root=...). "
-                 "With internet access, call again with download=True.")
+        lines.append(fix + " With internet access, call again with download=True.")
     return DatasetNotFoundError("\n".join(lines))
 
 
@@ -209,6 +211,7 @@ def _decode_cifar(batches: dict) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+@functools.lru_cache(maxsize=None)  # warn once per process and archive, not at every load
 def _warn_if_unofficial(archive: Path, md5: str) -> None:
     if md5 != CIFAR_ARCHIVE.md5:
         warnings.warn(f"{archive} has MD5 {md5}, not the official {CIFAR_ARCHIVE.md5}: using it anyway "
