@@ -323,3 +323,185 @@ def test_reference_edge_cases():
     assert checks.reference_pareto_front([]) == []
     rows = [{"name": "a", "val_acc": 0.9, "sparsity": 0.5}]
     assert checks.reference_best_config(rows, 0.0) is rows[0]
+
+
+# ============================================================================ information_criteria
+def _nll_k(model, x, y):
+    nll = torch.nn.functional.cross_entropy(model(x), y, reduction="sum").double().item()
+    return nll, sum(int(torch.count_nonzero(p)) for p in model.parameters()), len(x)
+
+
+@torch.no_grad()
+def ic_mean_nll(model, x, y):
+    nll, k, n = _nll_k(model, x, y)
+    return 2 * k + 2 * nll / n, k * math.log(n) + 2 * nll / n
+
+
+@torch.no_grad()
+def ic_base2(model, x, y):
+    nll, k, n = _nll_k(model, x, y)
+    return 2 * k + 2 * nll / math.log(2), k * math.log2(n) + 2 * nll / math.log(2)
+
+
+@torch.no_grad()
+def ic_counts_zeros(model, x, y):
+    nll, _, n = _nll_k(model, x, y)
+    k = sum(p.numel() for p in model.parameters())
+    return 2 * k + 2 * nll, k * math.log(n) + 2 * nll
+
+
+@torch.no_grad()
+def ic_weights_only(model, x, y):
+    nll, _, n = _nll_k(model, x, y)
+    k = sum(int(torch.count_nonzero(p)) for name, p in model.named_parameters() if name.endswith("weight"))
+    return 2 * k + 2 * nll, k * math.log(n) + 2 * nll
+
+
+@torch.no_grad()
+def ic_swapped(model, x, y):
+    return tuple(reversed(lab5.reference_information_criteria(model, x, y)))
+
+
+@torch.no_grad()
+def ic_log_likelihood_sign(model, x, y):
+    nll, k, n = _nll_k(model, x, y)
+    return 2 * k - 2 * nll, k * math.log(n) - 2 * nll
+
+
+def test_information_criteria_wrong_implementations():
+    rejected(checks.check_information_criteria, ic_mean_nll, "summed")
+    rejected(checks.check_information_criteria, ic_base2, "natural")
+    rejected(checks.check_information_criteria, ic_counts_zeros, "nonzero")
+    rejected(checks.check_information_criteria, ic_weights_only, "biases")
+    rejected(checks.check_information_criteria, ic_swapped, "order")
+    rejected(checks.check_information_criteria, ic_log_likelihood_sign, "positive")
+
+
+def test_information_criteria_accepts_tensors_and_pruned_prunekit_models():
+    def as_tensors(model, x, y):
+        with torch.no_grad():
+            nll = torch.nn.functional.cross_entropy(model(x).double(), y, reduction="sum")
+        k = sum((p != 0).sum() for p in model.parameters())
+        return 2 * k + 2 * nll, k * torch.log(torch.tensor(float(len(x)))) + 2 * nll
+    assert checks.check_information_criteria(as_tensors, strict=False)
+    from prunekit.models import build_model
+    from prunekit.pruning import prune_global
+    model = build_model("lenet300").eval()
+    x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+    aic_dense, _ = lab5.reference_information_criteria(model, x, y)
+    prune_global(model, 0.9)
+    aic_pruned, _ = lab5.reference_information_criteria(model, x, y)
+    assert aic_dense - aic_pruned > 2 * 0.89 * 266_200      # the zeros are not counted
+
+
+# ============================================================================ grid_search (capstone)
+def _grid_rows(model, val, grid, measure_target=False, in_place=False, front_key="nonzeros", rule="best_config"):
+    import copy
+
+    from sklearn.model_selection import ParameterGrid
+
+    from prunekit.pruning import prunable_weights, prune_global, prune_layerwise
+    x, y = val.tensors
+    rows = []
+    for config in ParameterGrid(grid):
+        candidate = model if in_place else copy.deepcopy(model)
+        {"global": prune_global, "layerwise": prune_layerwise}[config["allocation"]](candidate, config["target"])
+        weights = list(prunable_weights(candidate).values())
+        total = sum(w.numel() for w in weights)
+        zeros = sum(int((w == 0).sum()) for w in weights)
+        with torch.no_grad():
+            acc = (candidate(x).argmax(1) == y).double().mean().item()
+        sparsity = config["target"] if measure_target else zeros / total
+        rows.append({**config, "sparsity": sparsity, "nonzeros": total - zeros, "val_acc": acc})
+    if rule == "best_config":
+        chosen = checks.reference_best_config(rows, grid_search_tolerance[0])
+    else:
+        chosen = max(rows, key=lambda r: r["val_acc"])
+    front = checks.reference_pareto_front([(r[front_key], r["val_acc"]) for r in rows])
+    return {"rows": rows, "chosen": chosen, "front": front}
+
+
+grid_search_tolerance = [0.0]
+
+
+def _with_tolerance(impl):
+    def fn(model, val, grid, tolerance):
+        grid_search_tolerance[0] = tolerance
+        return impl(model, val, grid)
+    fn.__name__ = impl.__name__
+    return fn
+
+
+def gs_in_place(model, val, grid):
+    return _grid_rows(model, val, grid, in_place=True)
+
+
+def gs_most_accurate(model, val, grid):
+    return _grid_rows(model, val, grid, rule="most accurate")
+
+
+def gs_target_as_sparsity(model, val, grid):
+    return _grid_rows(model, val, grid, measure_target=True)
+
+
+def gs_front_on_sparsity(model, val, grid):
+    return _grid_rows(model, val, grid, front_key="sparsity")
+
+
+def gs_first_batch(model, val, grid):   # accuracy on the first 64 validation examples only
+    x, y = val.tensors
+    return _grid_rows(model, torch.utils.data.TensorDataset(x[:64], y[:64]), grid)
+
+
+def gs_sorted_configs(model, val, grid):  # the rows sorted by target, not in ParameterGrid's order
+    out = _grid_rows(model, val, grid)
+    out["rows"] = sorted(out["rows"], key=lambda r: (r["target"], r["allocation"]))
+    return out
+
+
+def test_grid_search_wrong_implementations():
+    rejected(checks.check_grid_search, _with_tolerance(gs_in_place), "copy")
+    rejected(checks.check_grid_search, _with_tolerance(gs_most_accurate), "most accurate")
+    rejected(checks.check_grid_search, _with_tolerance(gs_target_as_sparsity), "measure")
+    rejected(checks.check_grid_search, _with_tolerance(gs_front_on_sparsity), "cost")
+    rejected(checks.check_grid_search, _with_tolerance(gs_first_batch), "ALL validation")
+    rejected(checks.check_grid_search, _with_tolerance(gs_sorted_configs), "order")
+
+
+def test_grid_search_cases_are_not_trivial():
+    for case_builder in (lab5._grid_cases,):
+        assert len(case_builder()) >= 6
+    model = lab5._grid_model(521, (8, 6, 3))
+    out = lab5.reference_grid_search(model, lab5._grid_val(model, 528, 100),
+                                     {"allocation": ["global", "layerwise"], "target": [0.33, 0.71]}, 0.03)
+    assert any(abs(r["sparsity"] - r["target"]) > 1e-9 for r in out["rows"])
+    accs = {r["val_acc"] for r in out["rows"]}
+    assert len(accs) > 1
+
+
+# ============================================================================ every contract sentence has a case
+CONTRACT = {
+    "information_criteria": {
+        "summed NLL in nats, k nonzero, n = len(x)": "n = 20",
+        "zeros not counted in k": "50% of the weights zero",
+        "a hidden layer, ReLU": "(6, 8, 3)",
+        "biases that are exactly zero are not counted": "some biases exactly zero",
+        "float64 models": "float64",
+        "large n (ln n matters)": "n = 1000",
+    },
+    "grid_search": {
+        "ParameterGrid's order, every config": "global x layerwise",
+        "a fresh copy per candidate": "high to low",
+        "the rule: tolerance 0": "tolerance 0",
+        "the rule: the sparsest within a large tolerance": "large tolerance",
+        "measured sparsity, not the target": "measured sparsity",
+    },
+}
+
+
+def test_every_contract_statement_has_a_case():
+    builders = {"information_criteria": lab5._ic_cases, "grid_search": lab5._grid_cases}
+    for exercise, statements in CONTRACT.items():
+        labels = [case.label for case in builders[exercise]()]
+        for statement, words in statements.items():
+            assert any(words in label for label in labels), f"{exercise}: no case for {statement!r} ({words!r})"

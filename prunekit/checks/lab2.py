@@ -1,27 +1,37 @@
 """Checks and reference implementations for Lab 2 (neuron pruning).
 
-=======================  ==================================================  ===============================
-exercise                 contract                                            check
-=======================  ==================================================  ===============================
-``apoz_scores``          ``(activations (N, units)) -> (units,)``: the        :func:`check_apoz_scores`
-                         fraction of each unit's outputs exactly equal to 0
-``neuron_l2_scores``     ``(weight (out, in)) -> (out,)``: ``‖W[j, :]‖₂``     :func:`check_neuron_l2_scores`
-``remove_neurons``       ``(fc_in, fc_out, keep) -> (new_in, new_out)``: two  :func:`check_remove_neurons`
-                         new, smaller ``nn.Linear`` computing what the
-                         network computes with only neurons ``keep``
-``group_lasso``          ``(weight (out, in)) -> scalar``: ``Σ_j ‖W[j, :]‖₂``  :func:`check_group_lasso`
-                         differentiable, finite gradient at zero rows
-``dead_neurons``         ``(weight, threshold) -> bool (out,)``: True where   :func:`check_dead_neurons`
-                         ``‖W[j, :]‖₂ <= threshold``
-``select_input_pixels``  ``(weight, k) -> bool (in,)``: True for exactly k     :func:`check_select_input_pixels`
-                         input columns of largest ``‖W[:, i]‖₂``
-=======================  ==================================================  ===============================
+=========================  ================================================  ==================================
+exercise                   contract                                          check
+=========================  ================================================  ==================================
+``neuron_statistics``      ``(model, x, batch_size) -> {relu: {"apoz",         :func:`check_neuron_statistics`
+                           "mean"}}``: per-unit fraction of zero outputs and
+                           mean output of every nn.ReLU child, with forward
+                           hooks, over all of x in slices; hooks removed
+``neuron_l2_scores``       ``(weight (out, in)) -> (out,)``: ``‖W[j, :]‖₂``   :func:`check_neuron_l2_scores`
+``remove_neurons``         ``(fc_in, fc_out, keep) -> (new_in, new_out)``:    :func:`check_remove_neurons`
+                           two new, smaller ``nn.Linear`` computing what the
+                           network computes with only neurons ``keep``
+``shrink_mlp``             ``(model, keep {linear: indices}) -> model``: a    :func:`check_shrink_mlp`
+                           new, smaller nn.Sequential equal (1e-5) to the
+                           model with the other neurons silenced
+``group_lasso``            ``(weight (out, in)) -> scalar``:                  :func:`check_group_lasso`
+                           ``Σ_j ‖W[j, :]‖₂``, finite gradient at zero rows
+``train_group_lasso``      ``(model, x, y, lam, lr, steps) -> model``: full-  :func:`check_train_group_lasso`
+                           batch proximal gradient descent, group = a hidden
+                           neuron's (weights, bias)
+``select_input_pixels``    ``(weight, k) -> bool (in,)``: True for exactly k   :func:`check_select_input_pixels`
+                           input columns of largest ``‖W[:, i]‖₂``
+``recursive_elimination``  ``(x, y, k, step) -> ranks (features,)``: RFE      :func:`check_recursive_elimination`
+                           with least squares + intercept, as sklearn's
+=========================  ================================================  ==================================
 
 Each check prints one line and returns a :class:`~prunekit.checks.core.CheckResult`; the
 ``reference_*`` functions are what :func:`~prunekit.checks.core.use_or_reference` falls back to.
 """
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -32,20 +42,15 @@ from .core import Case, CheckResult, as_mask, call, describe_tensor, expect, sam
 from .core import run_check
 
 __all__ = [
-    "check_apoz_scores", "check_neuron_l2_scores", "check_remove_neurons", "check_group_lasso",
-    "check_dead_neurons", "check_select_input_pixels",
-    "reference_apoz_scores", "reference_neuron_l2_scores", "reference_remove_neurons",
-    "reference_group_lasso", "reference_dead_neurons", "reference_select_input_pixels",
+    "check_neuron_statistics", "check_neuron_l2_scores", "check_remove_neurons", "check_shrink_mlp",
+    "check_group_lasso", "check_train_group_lasso", "check_select_input_pixels", "check_recursive_elimination",
+    "reference_neuron_statistics", "reference_neuron_l2_scores", "reference_remove_neurons", "reference_shrink_mlp",
+    "reference_group_lasso", "reference_train_group_lasso", "reference_select_input_pixels",
+    "reference_recursive_elimination",
 ]
 
 
 # ============================================================================ reference implementations
-def reference_apoz_scores(activations: torch.Tensor) -> torch.Tensor:
-    """Average Percentage of Zeros (Hu et al. 2016, "Network Trimming"): for activations (N, units),
-    ``apoz[j] = #{n : a[n, j] == 0} / N``, a float tensor (units,). High APoZ = rarely active unit."""
-    return (activations.detach() == 0).float().mean(dim=0)
-
-
 def reference_neuron_l2_scores(weight: torch.Tensor) -> torch.Tensor:
     """L2 norm of each neuron's incoming weights: ``score[j] = ‖W[j, :]‖₂`` for a Linear weight (out, in)."""
     return torch.linalg.vector_norm(weight.detach(), dim=1)
@@ -74,11 +79,6 @@ def reference_group_lasso(weight: torch.Tensor) -> torch.Tensor:
     """Group lasso over the rows of a Linear weight (Yuan & Lin 2006; Wen et al. 2016):
     ``Σ_j ‖W[j, :]‖₂``, a differentiable scalar. ``vector_norm``'s gradient at a zero row is 0, not NaN."""
     return torch.linalg.vector_norm(weight, dim=1).sum()
-
-
-def reference_dead_neurons(weight: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Bool (out,), True for the neurons whose incoming weights have ``‖W[j, :]‖₂ <= threshold``."""
-    return torch.linalg.vector_norm(weight.detach(), dim=1) <= threshold
 
 
 def reference_select_input_pixels(weight: torch.Tensor, k: int) -> torch.Tensor:
@@ -130,66 +130,6 @@ def _scores_out(out, n: int, name: str, hint: str, dtype_hint: str) -> torch.Ten
            hint)
     expect(out.is_floating_point(), f"returned dtype {out.dtype}, expected a floating-point tensor", dtype_hint)
     return out.detach()
-
-
-# ============================================================================ apoz_scores
-_APOZ_HINT = ("APoZ of unit j is the fraction of the N examples where its output is exactly 0: "
-              "`(activations == 0).float().mean(dim=0)`, shape (units,)")
-
-
-def _apoz_case(label: str, acts: torch.Tensor, expected=None) -> Case:
-    def run(fn):
-        n, units = acts.shape
-        out = call(fn, acts)
-        if isinstance(out, torch.Tensor) and tuple(out.shape) == (n,) and n != units:
-            expect(False, f"returned shape ({n},): one value per example",
-                   "average over the examples (dim 0), not over the units: the result has one value per unit")
-        if isinstance(out, torch.Tensor) and out.shape == (units,) and not out.is_floating_point():
-            expect(False, f"returned dtype {out.dtype}: counts, not fractions",
-                   "divide by the number of examples: `(activations == 0).float().mean(dim=0)`")
-        got = _scores_out(out, units, "fraction", _APOZ_HINT, "convert before averaging: `(activations == 0).float()`")
-        want = reference_apoz_scores(acts) if expected is None else torch.tensor(expected, dtype=torch.float64)
-        hint = _APOZ_HINT
-        if _close(got, 1 - want.double()):
-            hint = "you returned the fraction of NON-zero outputs; APoZ counts the zeros"
-        elif _close(got, (acts.detach() <= 0).double().mean(0)) or _close(got, (acts.detach() < 0).double().mean(0)):
-            hint = "only outputs exactly equal to 0 count; negative values are not zeros: use `== 0`"
-        elif _close(got, (acts.detach() == 0).double().sum(0)):
-            hint = "that is the number of zeros; divide by N to get a fraction"
-        elif n == units and _close(got, (acts.detach() == 0).double().mean(1)):
-            hint = "you averaged over the units (dim 1); average over the examples (dim 0)"
-        elif _close(got, (acts.detach().abs() < 1e-3).double().mean(0)):
-            hint = "a tiny positive output is still an active unit: count exact zeros (`== 0`), no tolerance"
-        expect(_close(got, want), f"got {describe_tensor(got)}, expected {describe_tensor(want.float())}", hint)
-    return Case(label, run)
-
-
-def _apoz_cases() -> list[Case]:
-    cases = [
-        _apoz_case("4 examples x 2 units", torch.tensor([[0., 1.], [0., 0.], [3., 2.], [0., 5.]]), [0.75, 0.25]),
-        _apoz_case("3 x 3 (examples are rows, units are columns)",
-                   torch.tensor([[0., 0., 0.], [1., 0., 0.], [2., 3., 0.]]), [1 / 3, 2 / 3, 1.0]),
-        _apoz_case("a unit that never fires and one that always does", torch.tensor([[0., 2.], [0., 1.]]),
-                   [1.0, 0.0]),
-        _apoz_case("tiny positive outputs are not zeros", torch.tensor([[1e-8, 0.], [1e-4, 0.], [0., 7.]]),
-                   [1 / 3, 2 / 3]),
-        _apoz_case("not from a ReLU: negatives are not zeros", torch.tensor([[-1., 0.], [2., -3.]]), [0.0, 0.5]),
-        _apoz_case("one example", torch.tensor([[0., 0.5, 0., 2.]]), [1.0, 0.0, 1.0, 0.0]),
-        _apoz_case("float64 activations", torch.tensor([[0., 1.], [2., 0.], [0., 0.]], dtype=torch.float64),
-                   [2 / 3, 2 / 3]),
-    ]
-    g = _gen(21)
-    for i, (n, units) in enumerate([(50, 20), (7, 300), (128, 100), (20, 20)]):
-        x = torch.relu(torch.randn(n, units, generator=g, dtype=torch.float64 if i == 1 else torch.float32))
-        cases.append(_apoz_case(f"random ReLU outputs ({n}, {units})", x))
-    return cases
-
-
-def check_apoz_scores(fn: Callable, strict: bool | None = None) -> CheckResult:
-    """Check ``apoz_scores(activations)``: for (N, units) activations, the float (units,) fraction of each
-    unit's N outputs that are exactly zero (Hu et al. 2016)."""
-    return run_check("apoz_scores", fn, _apoz_cases, hint=_APOZ_HINT,
-                     passed="per unit over examples, exact zeros only, fractions, float64", strict=strict)
 
 
 # ============================================================================ neuron_l2_scores
@@ -494,70 +434,6 @@ def check_group_lasso(fn: Callable, strict: bool | None = None) -> CheckResult:
                      passed="rows, L2 not squared, sum, differentiable, no NaN at zero rows", strict=strict)
 
 
-# ============================================================================ dead_neurons
-_DEAD_HINT = ("a neuron is dead when the L2 norm of its incoming weights (its ROW of the (out, in) weight) is "
-              "at most the threshold: `weight.norm(dim=1) <= threshold`, a bool tensor (out,)")
-
-
-def _dead_case(label: str, weight: torch.Tensor, threshold: float, expected=None) -> Case:
-    def run(fn):
-        out = call(fn, weight, threshold)
-        rows, cols = weight.shape
-        if isinstance(out, torch.Tensor) and tuple(out.shape) == (cols,) and rows != cols:
-            expect(False, f"returned shape ({cols},): one value per input column",
-                   "one answer per neuron: reduce each ROW (dim 1) of the weight")
-        dead = _as_mask(out, (rows,), "your result")
-        wd = weight.detach().double()
-        norms = wd.norm(dim=1)
-        want = norms <= threshold if expected is None else torch.tensor(expected, dtype=torch.bool)
-        hint = _DEAD_HINT
-        if torch.equal(dead, ~want):
-            hint = "you marked the living neurons; return True for the DEAD ones (small norm)"
-        elif torch.equal(dead, norms < threshold):
-            hint = "a norm exactly equal to the threshold counts as dead: use <="
-        elif torch.equal(dead, wd.abs().sum(1) <= threshold):
-            hint = "that is the L1 norm; use the L2 norm of each row"
-        elif torch.equal(dead, (wd ** 2).sum(1) <= threshold):
-            hint = "compare the norm itself (take the square root), not the squared norm"
-        elif rows == cols and torch.equal(dead, wd.norm(dim=0) <= threshold):
-            hint = "you used columns; a neuron's incoming weights are its ROW"
-        elif torch.equal(dead, (wd.abs() <= threshold).all(1)):
-            hint = "compare the norm of the whole row with the threshold, not each weight"
-        expect(torch.equal(dead, want), f"got {describe_tensor(dead.int())}, expected {describe_tensor(want.int())}",
-               hint)
-    return Case(label, run)
-
-
-def _dead_cases() -> list[Case]:
-    # dyadic values, so the norms are exact in float32 too: 5, 0, 2^-7, 0.625, 0.53, 0.75
-    w = torch.tensor([[3., 4.], [0., 0.], [0.0078125, 0.], [0.375, 0.5], [0.375, 0.375], [0.75, 0.]])
-    cases = [
-        _dead_case("6 neurons, threshold 0.625 (a norm of exactly 0.625 is dead)", w, 0.625, [0, 1, 1, 1, 1, 0]),
-        _dead_case("threshold 0: only rows of zeros", w, 0.0, [0, 1, 0, 0, 0, 0]),
-        _dead_case("threshold above every norm", w, 10.0, [1] * 6),
-        _dead_case("square weight: rows, not columns", torch.tensor([[0.1, 0.0], [5.0, 0.0]]), 1.0, [1, 0]),
-        _dead_case("negative weights", torch.tensor([[-0.2, -0.1], [-3.0, 0.0]]), 0.5, [1, 0]),
-        _dead_case("a row of many small weights is not dead", torch.full((2, 100), 0.05).index_fill(0, torch.tensor([1]), 0.0),
-                   0.1, [0, 1]),
-        _dead_case("an nn.Parameter, float64",
-                   nn.Parameter(torch.tensor([[1e-4, 0.0], [1.0, 1.0]], dtype=torch.float64)), 1e-3, [1, 0]),
-    ]
-    g = _gen(30)
-    for shape in [(300, 784), (100, 300), (16, 5)]:
-        w = torch.randn(shape, generator=g) * 0.05
-        w[torch.rand(shape[0], generator=g) < 0.4] *= 1e-4   # dead-ish rows, as after group lasso
-        norms = w.double().norm(dim=1).sort().values
-        threshold = float((norms[len(norms) // 3] + norms[len(norms) // 3 + 1]) / 2)
-        cases.append(_dead_case(f"random {shape}, threshold {threshold:.3g}", w, threshold))
-    return cases
-
-
-def check_dead_neurons(fn: Callable, strict: bool | None = None) -> CheckResult:
-    """Check ``dead_neurons(weight, threshold)``: bool (out,), True where ``‖W[j, :]‖₂ <= threshold``."""
-    return run_check("dead_neurons", fn, _dead_cases, hint=_DEAD_HINT,
-                     passed="row L2 norms, <= threshold, True = dead", strict=strict)
-
-
 # ============================================================================ select_input_pixels
 _PIXEL_HINT = ("input i of a Linear is COLUMN i of its (out, in) weight; score each column by its L2 norm "
                "(`weight.norm(dim=0)`) and keep exactly the k largest (torch.topk gives their indices)")
@@ -633,3 +509,459 @@ def check_select_input_pixels(fn: Callable, strict: bool | None = None) -> Check
     whose L2 norm is at least that of every dropped column (ties: any choice)."""
     return run_check("select_input_pixels", fn, _pixel_cases, hint=_PIXEL_HINT,
                      passed="columns, L2 norm, exactly k with ties, k = 0 and all", strict=strict)
+
+
+# ============================================================================ neuron_statistics (capstone)
+_STATS_HINT = ("register a forward hook on every nn.ReLU child of the model (`model.named_children()`), run x "
+               "through the model in slices of `batch_size` under torch.no_grad(), add up per unit the zeros "
+               "(`(output == 0).sum(0)`) and the outputs (`output.sum(0)`), divide by N at the end, and remove "
+               "every hook in a `finally:`")
+
+
+def reference_neuron_statistics(model: nn.Module, x: torch.Tensor, batch_size: int) -> dict[str, dict[str, torch.Tensor]]:
+    """APoZ and mean output of every ``nn.ReLU`` child of ``model`` on the examples ``x``, with forward hooks.
+
+    ``x`` is run through the model in consecutive slices of ``batch_size`` (the last one may be shorter);
+    the statistics are over all N examples (not an average of batch averages). Returns
+    ``{relu_name: {"apoz": (units,), "mean": (units,)}}`` (float64) and leaves no hook on the model.
+    """
+    relus = {name: m for name, m in model.named_children() if isinstance(m, nn.ReLU)}
+    totals = {name: {"zeros": 0.0, "sum": 0.0} for name in relus}
+
+    def make_hook(name):
+        def hook(module, inputs, output):
+            totals[name]["zeros"] = totals[name]["zeros"] + (output == 0).double().sum(0)
+            totals[name]["sum"] = totals[name]["sum"] + output.double().sum(0)
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(name)) for name, m in relus.items()]
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                model(x[start:start + batch_size])
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = len(x)
+    return {name: {"apoz": t["zeros"] / n, "mean": t["sum"] / n} for name, t in totals.items()}
+
+
+def _forward_hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def _mlp(seed: int, sizes: tuple[int, ...], names: bool = True, flatten: bool = False, dropout: bool = False,
+         dtype=torch.float32) -> nn.Sequential:
+    """A small ReLU MLP (Linear, ReLU, ..., Linear) with named children like LeNet-300-100's."""
+    g = _gen(seed)
+    layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())] if flatten else []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        fc = skip_init(nn.Linear, a, b, dtype=dtype)
+        with torch.no_grad():
+            fc.weight.copy_(torch.randn(b, a, generator=g, dtype=dtype) / a ** 0.5)
+            fc.bias.copy_(torch.randn(b, generator=g, dtype=dtype) * 0.3)
+        layers.append((f"fc{i + 1}", fc))
+        if i < len(sizes) - 2:
+            layers.append((f"relu{i + 1}", nn.ReLU()))
+            if dropout:
+                layers.append((f"drop{i + 1}", nn.Dropout(0.5)))
+    if names:
+        return nn.Sequential(OrderedDict(layers)).eval()
+    return nn.Sequential(*[m for _, m in layers]).eval()
+
+
+def _stats_case(label: str, model: nn.Sequential, x: torch.Tensor, batch_size: int) -> Case:
+    def run(fn):
+        params = snapshot(dict(model.state_dict()))
+        want = reference_neuron_statistics(model, x, batch_size)
+        x_before = x.clone()
+        out = fn(model, x, batch_size)     # not `call`: the model is compared through its state dict
+        expect(torch.equal(x_before, x), "your function changed x in place", "read x, never write into it")
+        expect(_forward_hook_count(model) == 0, "hooks are still attached to the model after your function returned",
+               "keep the handles of `register_forward_hook` and call `handle.remove()` on each, in a `finally:`")
+        expect(same(params, dict(model.state_dict())), "the model's parameters changed",
+               "only run the model forward, under torch.no_grad()")
+        expect(isinstance(out, dict), f"returned {type(out).__name__}, expected a dict {{relu_name: {{...}}}}",
+               _STATS_HINT)
+        linear_names = [n for n, m in model.named_children() if isinstance(m, nn.Linear)]
+        if set(out) & set(linear_names):
+            expect(False, f"returned statistics for {sorted(set(out) & set(linear_names))}: Linear layers",
+                   "APoZ is about the ReLU outputs: hook the nn.ReLU modules, not the Linear layers")
+        expect(set(out) == set(want), f"returned keys {sorted(map(str, out))}, expected the ReLU names {sorted(want)}",
+               "use the names from `model.named_children()` of every nn.ReLU")
+        n = len(x)
+        for name, ref in want.items():
+            stats = out[name]
+            expect(isinstance(stats, dict) and {"apoz", "mean"} <= set(stats),
+                   f"out[{name!r}] should be a dict with keys 'apoz' and 'mean'", _STATS_HINT)
+            units = ref["apoz"].numel()
+            for key in ("apoz", "mean"):
+                got = stats[key]
+                expect(isinstance(got, torch.Tensor) and tuple(got.shape) == (units,),
+                       f"out[{name!r}][{key!r}] is {describe_tensor(got) if isinstance(got, torch.Tensor) else type(got).__name__}, "
+                       f"expected shape ({units},)", "one value per unit: reduce over the examples (dim 0)")
+                expect(got.is_floating_point(), f"out[{name!r}][{key!r}] has dtype {got.dtype}",
+                       "fractions and means are floats: convert with `.double()` or `.float()` before summing")
+                if _close(got, ref[key]):
+                    continue
+                hint = _STATS_HINT
+                # diagnose the usual slips against what they would have produced
+                first = reference_neuron_statistics(model, x[:batch_size], batch_size)[name][key]
+                per_batch = [reference_neuron_statistics(model, x[s:s + batch_size], batch_size)[name][key]
+                             for s in range(0, n, batch_size)]
+                if n % batch_size and len(per_batch) > 1 and _close(got, torch.stack(per_batch).mean(0)):
+                    hint = (f"you averaged the batch averages; the last batch has only {n % batch_size} examples: "
+                            "add up zeros and sums over all examples and divide by N once")
+                elif batch_size < n and _close(got, first):
+                    hint = "you kept only the first batch: accumulate over ALL slices of x"
+                elif key == "apoz" and _close(got, 1 - ref["apoz"]):
+                    hint = "APoZ is the fraction of ZERO outputs, not of active ones"
+                elif key == "apoz" and _close(got, ref["apoz"] * n):
+                    hint = "that is a count of zeros; divide by the number of examples N"
+                elif n % batch_size and _close(got, ref[key] * n / (len(per_batch) * batch_size)):
+                    hint = "divide by the number of examples N = len(x), not batches x batch_size"
+                expect(False, f"out[{name!r}][{key!r}] = {describe_tensor(got)}, expected {describe_tensor(ref[key])}",
+                       hint)
+    return Case(label, run)
+
+
+def _stats_cases() -> list[Case]:
+    g = _gen(210)
+    small = _mlp(211, (3, 4, 2))
+    with torch.no_grad():  # unit 0 always off, unit 1 always on for positive inputs
+        small.fc1.weight.copy_(torch.tensor([[-1., -1., -1.], [1., 1., 1.], [1., -1., 0.], [0., 0., 1.]]))
+        small.fc1.bias.zero_()
+    x_pos = torch.rand(10, 3, generator=g) + 0.1
+    return [
+        _stats_case("3 -> 4 -> 2, 10 positive inputs, batch 4 (last batch of 2)", small, x_pos, 4),
+        _stats_case("batch larger than N", small, x_pos, 64),
+        _stats_case("batch of 1", _mlp(212, (5, 6, 3)), torch.randn(7, 5, generator=g), 1),
+        _stats_case("two hidden layers, 25 examples, batch 10", _mlp(213, (8, 16, 12, 4)), torch.randn(25, 8, generator=g), 10),
+        _stats_case("unnamed nn.Sequential (names '1', '3')", _mlp(214, (6, 9, 7, 3), names=False),
+                    torch.randn(13, 6, generator=g), 5),
+        _stats_case("images through a Flatten, dropout after the ReLUs (eval mode)",
+                    _mlp(215, (16, 10, 8, 3), flatten=True, dropout=True), torch.randn(11, 1, 4, 4, generator=g), 4),
+        _stats_case("float64 model", _mlp(216, (4, 5, 2), dtype=torch.float64),
+                    torch.randn(9, 4, generator=g, dtype=torch.float64), 2),
+        _stats_case("LeNet-300-100 sizes, 70 examples, batch 32", _mlp(217, (784, 300, 100, 10), flatten=True),
+                    torch.rand(70, 1, 28, 28, generator=g), 32),
+    ]
+
+
+def check_neuron_statistics(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``neuron_statistics(model, x, batch_size)``: ``{relu_name: {"apoz": (units,), "mean": (units,)}}``
+    for every nn.ReLU child, collected with forward hooks over all of ``x`` in slices, hooks removed."""
+    return run_check("neuron_statistics", fn, _stats_cases, hint=_STATS_HINT,
+                     passed="every ReLU, uneven last batch, hooks removed, model untouched", strict=strict)
+
+
+# ============================================================================ shrink_mlp (capstone)
+_SHRINK_HINT = ("work on `copy.deepcopy(model)`; for each Linear named in `keep`, find the NEXT nn.Linear after it, "
+                "and replace both with `remove_neurons(this, next, keep[name])` (setattr on the copy); do it layer "
+                "by layer in order, so a middle layer is cut twice: its columns, then its rows")
+
+
+def _children_linears(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_children() if isinstance(m, nn.Linear)]
+
+
+def reference_shrink_mlp(model: nn.Sequential, keep: dict) -> nn.Sequential:
+    """A smaller copy of an MLP (an ``nn.Sequential``): for each Linear ``name`` in ``keep``, only its output
+    neurons ``keep[name]`` stay (rows and bias entries), and the next Linear loses the matching columns.
+
+    The copy computes what ``model`` computes with the other neurons silenced; ``model`` is not modified.
+    The last Linear (the outputs) cannot be in ``keep``.
+    """
+    linears = _children_linears(model)
+    bad = [name for name in keep if name not in linears[:-1]]
+    if bad:
+        raise ValueError(f"keep names {bad}: only hidden Linear layers {linears[:-1]} can lose neurons")
+    small = copy.deepcopy(model)
+    for name, nxt in zip(linears[:-1], linears[1:]):
+        if name in keep:
+            new_in, new_out = reference_remove_neurons(getattr(small, name), getattr(small, nxt), keep[name])
+            setattr(small, name, new_in)
+            setattr(small, nxt, new_out)
+    return small
+
+
+def _silenced_forward(model: nn.Sequential, keep: dict, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` with the neurons not kept forced to output 0 right after their Linear."""
+    masks = {}
+    for name, idx in keep.items():
+        m = torch.zeros(getattr(model, name).out_features, dtype=x.dtype)
+        m[torch.as_tensor(idx, dtype=torch.long)] = 1
+        masks[name] = m
+    for name, module in model.named_children():
+        x = module(x)
+        if name in masks:
+            x = x * masks[name]
+    return x
+
+
+def _shrink_case(label: str, model: nn.Sequential, keep: dict, x: torch.Tensor) -> Case:
+    def run(fn):
+        before = snapshot(dict(model.state_dict()))
+        keep_before = snapshot(keep)
+        out = fn(model, keep)              # not `call`: the model is compared through its state dict
+        expect(same(keep_before, keep), "your function changed `keep` in place", "read keep, never modify it")
+        expect(same(before, dict(model.state_dict())) and out is not model,
+               "the model you were given was modified (or returned) instead of a new, smaller one",
+               "start from `small = copy.deepcopy(model)` and change only the copy")
+        expect(isinstance(out, nn.Module), f"returned {type(out).__name__}, expected an nn.Sequential", _SHRINK_HINT)
+        names = [n for n, _ in model.named_children()]
+        got_names = [n for n, _ in out.named_children()]
+        expect(got_names == names, f"the new model's children are {got_names}, expected {names}",
+               "keep every module of the model (Flatten, ReLU, Dropout) in place; only replace Linear layers")
+        linears = _children_linears(model)
+        for name, nxt in zip(linears, linears[1:] + [None]):
+            layer = getattr(out, name)
+            expect(isinstance(layer, nn.Linear), f"{name} is a {type(layer).__name__}, expected nn.Linear", _SHRINK_HINT)
+            n_out = len(keep[name]) if name in keep else getattr(model, name).out_features
+            prev = linears[linears.index(name) - 1] if linears.index(name) else None
+            n_in = len(keep[prev]) if prev in keep else getattr(model, name).in_features
+            if (layer.out_features, layer.in_features) != (n_out, n_in):
+                hint = _SHRINK_HINT
+                if prev in keep and layer.in_features == getattr(model, name).in_features:
+                    hint = (f"{name} still reads all {layer.in_features} neurons of {prev}: the Linear AFTER a cut "
+                            "layer loses the matching COLUMNS")
+                elif name in keep and layer.out_features == getattr(model, name).out_features - len(keep[name]):
+                    hint = "`keep` lists the neurons to KEEP, not those to remove"
+                expect(False, f"{name} maps {layer.in_features} -> {layer.out_features}, expected {n_in} -> {n_out}",
+                       hint)
+        with torch.no_grad():
+            want = _silenced_forward(model, keep, x)
+            got = out(x)
+        err = (got.double() - want.double()).abs().max().item() / max(1.0, want.abs().max().item())
+        expect(err <= 1e-5, f"outputs differ from the model with the other neurons silenced (relative error {err:.3g})",
+               "each kept neuron keeps its row and bias entry in its layer AND its column in the next Linear, "
+               "in the same order; the next layer's bias is copied whole")
+        expect(all(p.requires_grad for p in out.parameters()),
+               "some parameters of the new model do not require grad: it could not be fine-tuned",
+               "build new layers and copy values in under torch.no_grad(); do not detach them")
+        with torch.no_grad():
+            for p in out.parameters():
+                p.add_(1.0)
+        expect(same(before, dict(model.state_dict())), "changing the new model changed the old one: they share memory",
+               "deep-copy the model and copy the kept values into new layers")
+    return Case(label, run)
+
+
+def _shrink_cases() -> list[Case]:
+    g = _gen(220)
+    three = _mlp(221, (6, 8, 5, 3))
+    deep = _mlp(222, (10, 12, 9, 7, 4))
+    return [
+        _shrink_case("6 -> 8 -> 5 -> 3, cut the first hidden layer only", three, {"fc1": [0, 2, 3, 7]},
+                     torch.randn(9, 6, generator=g)),
+        _shrink_case("cut the second hidden layer only", three, {"fc2": [1, 4]}, torch.randn(9, 6, generator=g)),
+        _shrink_case("cut both hidden layers (the middle one loses rows AND columns)", three,
+                     {"fc1": torch.tensor([1, 5, 6]), "fc2": torch.tensor([0, 2, 3])}, torch.randn(9, 6, generator=g)),
+        _shrink_case("keep {} (nothing removed, still a copy)", three, {}, torch.randn(4, 6, generator=g)),
+        _shrink_case("three hidden layers, unsorted keep", deep,
+                     {"fc1": [11, 0, 5, 3], "fc2": [8, 1], "fc3": [6, 2, 4]}, torch.randn(7, 10, generator=g)),
+        _shrink_case("a Flatten first and Dropout after each ReLU", _mlp(223, (16, 10, 8, 3), flatten=True, dropout=True),
+                     {"fc1": [0, 1, 2, 9], "fc2": [7]}, torch.randn(5, 1, 4, 4, generator=g)),
+        _shrink_case("LeNet-300-100 sizes, 90 % of the neurons removed", _mlp(224, (784, 300, 100, 10), flatten=True),
+                     {"fc1": torch.randperm(300, generator=g)[:30].sort().values,
+                      "fc2": torch.randperm(100, generator=g)[:10].sort().values}, torch.rand(6, 1, 28, 28, generator=g)),
+        _shrink_case("float64 model", _mlp(225, (4, 6, 5, 2), dtype=torch.float64), {"fc1": [2, 3], "fc2": [0, 4]},
+                     torch.randn(5, 4, generator=g, dtype=torch.float64)),
+    ]
+
+
+def check_shrink_mlp(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``shrink_mlp(model, keep)``: a NEW smaller nn.Sequential computing (to 1e-5) what ``model`` computes
+    with only the neurons ``keep[name]`` of each listed hidden Linear; ``model`` untouched."""
+    return run_check("shrink_mlp", fn, _shrink_cases, hint=_SHRINK_HINT,
+                     passed="rows and next columns, middle layer cut twice, function to 1e-5, a copy", strict=strict)
+
+
+# ============================================================================ train_group_lasso (capstone)
+_PROX_HINT = ("each step: zero the grads, loss = F.cross_entropy(model(x), y) (the mean), backward, "
+              "`p -= lr * p.grad` for every parameter, THEN for every hidden Linear (all but the last) shrink each "
+              "neuron's group g = [W[j, :], b[j]] to `g * max(0, 1 - lr * lam / ‖g‖)`")
+
+
+def _hidden_linears(model: nn.Module) -> list[nn.Linear]:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[:-1]
+
+
+@torch.no_grad()
+def _group_prox(layer: nn.Linear, threshold: float) -> None:
+    """Block soft-thresholding of each output neuron's group (its weight row and bias entry)."""
+    parts = [layer.weight] + ([layer.bias[:, None]] if layer.bias is not None else [])
+    norms = torch.linalg.vector_norm(torch.cat(parts, dim=1), dim=1)
+    factor = torch.clamp(1 - threshold / norms.clamp_min(1e-30), min=0.0)
+    layer.weight.mul_(factor[:, None])
+    if layer.bias is not None:
+        layer.bias.mul_(factor)
+
+
+def reference_train_group_lasso(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, lam: float, lr: float,
+                                steps: int) -> nn.Sequential:
+    """Proximal gradient descent on ``cross_entropy(model(x), y) + lam · Σ_j ‖(W_j, b_j)‖₂`` (full batch).
+
+    Each step: a plain gradient step of the (mean) cross-entropy on every parameter, then the proximal
+    operator of the group lasso on every hidden Linear (all but the last): each neuron's group
+    ``g = (W[j, :], b[j])`` becomes ``g · max(0, 1 − lr·lam / ‖g‖₂)``, which sets whole groups to exactly 0.
+    Trains ``model`` in place and returns it.
+    """
+    hidden = _hidden_linears(model)
+    for _ in range(steps):
+        model.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.sub_(lr * p.grad)
+        for layer in hidden:
+            _group_prox(layer, lr * lam)
+    return model
+
+
+def _prox_data(seed: int, n: int, d: int, classes: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    g = _gen(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype), torch.randint(0, classes, (n,), generator=g)
+
+
+def _prox_case(label: str, sizes: tuple[int, ...], lam: float, lr: float, steps: int, seed: int,
+               dtype=torch.float64, expect_dead: bool = False) -> Case:
+    def run(fn):
+        x, y = _prox_data(seed, 40, sizes[0], sizes[-1], dtype)
+        model = _mlp(seed, sizes, dtype=dtype)
+        want = reference_train_group_lasso(copy.deepcopy(model), x, y, lam, lr, steps)
+        out = fn(model, x, y, lam, lr, steps)
+        expect(out is model or out is None or isinstance(out, nn.Module),
+               f"returned {type(out).__name__}, expected the trained model", "train in place and `return model`")
+        got = model if out is None else out
+        ref_params, got_params = dict(want.named_parameters()), dict(got.named_parameters())
+        expect(set(ref_params) == set(got_params), "the model's parameters changed names or shapes",
+               "train the model you were given, in place")
+        names = [n for n, m in want.named_children() if isinstance(m, nn.Linear)]
+        for layer_name in names[:-1]:
+            ref_zero = torch.linalg.vector_norm(getattr(want, layer_name).weight.detach(), dim=1) == 0
+            got_zero = torch.linalg.vector_norm(getattr(got, layer_name).weight.detach(), dim=1) == 0
+            if expect_dead:
+                expect(int(got_zero.sum()) > 0 or int(ref_zero.sum()) == 0,
+                       f"{layer_name}: no neuron has exactly zero weights ({int(ref_zero.sum())} expected)",
+                       "a penalty's (sub)gradient never lands exactly on 0: apply the PROXIMAL step "
+                       "(block soft-thresholding) after the gradient step")
+        for name, p in ref_params.items():
+            q = got_params[name].detach()
+            if not _close(q, p.detach(), 1e-5):
+                hint = _PROX_HINT
+                last = names[-1]
+                if name.startswith(last + "."):
+                    hint = "the output layer is not penalised: apply the proximal step to the hidden Linears only"
+                expect(False, f"after {steps} steps {name} differs from the proximal-gradient result "
+                              f"(max difference {(q.double() - p.detach().double()).abs().max().item():.3g})", hint)
+    return Case(label, run)
+
+
+def _prox_cases() -> list[Case]:
+    return [
+        _prox_case("lam = 0: plain full-batch gradient descent, 5 steps", (5, 6, 3), 0.0, 0.1, 5, 230),
+        _prox_case("one step, lam 0.5, lr 0.1", (5, 6, 3), 0.5, 0.1, 1, 231),
+        _prox_case("lam 0.5 kills some neurons: exact zeros", (6, 8, 3), 0.5, 0.2, 10, 232, expect_dead=True),
+        _prox_case("two hidden layers, 20 steps", (6, 10, 7, 3), 0.5, 0.1, 20, 233, expect_dead=True),
+        _prox_case("lr matters in the threshold (lr 0.02, lam 2)", (4, 6, 3), 2.0, 0.02, 8, 234),
+        _prox_case("float32 model", (5, 7, 4), 1.0, 0.1, 6, 235, dtype=torch.float32),
+        _prox_case("0 steps: the model is unchanged", (4, 5, 2), 1.0, 0.1, 0, 236),
+    ]
+
+
+def check_train_group_lasso(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``train_group_lasso(model, x, y, lam, lr, steps)``: full-batch proximal gradient descent with a
+    group lasso over each hidden neuron's (weights, bias), matched parameter by parameter to 1e-5."""
+    return run_check("train_group_lasso", fn, _prox_cases, hint=_PROX_HINT,
+                     passed="gradient step then block soft-threshold lr·lam, hidden layers only, exact zeros",
+                     strict=strict)
+
+
+# ============================================================================ recursive_elimination
+_RFE_HINT = ("start with every feature; while more than k are left: fit least squares WITH an intercept on the "
+             "features left (e.g. sklearn's LinearRegression), drop the min(step, left - k) features with the "
+             "smallest |coefficient|, and add 1 to the rank of every feature dropped so far; ranks start at 1")
+
+
+def reference_recursive_elimination(x: torch.Tensor, y: torch.Tensor, k: int, step: int = 1) -> torch.Tensor:
+    """Recursive feature elimination (Guyon et al. 2002) with ordinary least squares + intercept.
+
+    Returns a LongTensor (features,) of ranks as scikit-learn's ``RFE(LinearRegression(), n_features_to_select=k,
+    step=step).ranking_``: 1 for the k features kept, 2 for the last ones eliminated, and so on.
+    """
+    x64, y64 = x.detach().double(), y.detach().double()
+    n_features = x64.shape[1]
+    if not 1 <= k <= n_features or step < 1:
+        raise ValueError(f"need 1 <= k <= {n_features} and step >= 1, got k={k}, step={step}")
+    alive = torch.ones(n_features, dtype=torch.bool)
+    ranking = torch.ones(n_features, dtype=torch.long)
+    while int(alive.sum()) > k:
+        idx = alive.nonzero().flatten()
+        design = x64[:, idx] - x64[:, idx].mean(0)          # centring = fitting an intercept
+        coef = torch.linalg.lstsq(design, (y64 - y64.mean())[:, None]).solution.flatten()
+        drop = min(step, len(idx) - k)
+        alive[idx[torch.argsort(coef.abs(), stable=True)[:drop]]] = False
+        ranking[~alive] += 1
+    return ranking
+
+
+def _rfe_data(seed: int, n: int, d: int, shift: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = _gen(seed)
+    base = torch.randn(n, d, generator=g, dtype=torch.float64)
+    x = base + 0.8 * base.roll(1, dims=1) + shift   # correlated neighbours and a nonzero mean
+    w = torch.randn(d, generator=g, dtype=torch.float64)
+    y = x @ w + 0.5 * torch.randn(n, generator=g, dtype=torch.float64) + 4.0
+    return x, y
+
+
+def _rfe_case(label: str, x: torch.Tensor, y: torch.Tensor, k: int, step: int) -> Case:
+    def run(fn):
+        want = reference_recursive_elimination(x, y, k, step)
+        out = call(fn, x, y, k, step)
+        d = x.shape[1]
+        expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (d,),
+               f"returned {type(out).__name__}{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}, "
+               f"expected a tensor of {d} ranks", _RFE_HINT)
+        expect(not out.is_floating_point() and out.dtype != torch.bool, f"returned dtype {out.dtype}, expected integers",
+               "ranks are integers (torch.long); a mask is not a ranking")
+        got = out.long()
+        if torch.equal(got, want):
+            return
+        hint = _RFE_HINT
+        if int((got == 1).sum()) != k:
+            hint = f"exactly k = {k} features have rank 1 (the ones kept)"
+        elif torch.equal(got == 1, want == 1) is False and torch.equal(
+                reference_recursive_elimination(-x, y, k, step) == 1, got == 1):
+            hint = "use |coefficient|: a large negative coefficient is an important feature"
+        elif torch.equal(got.max() + 1 - got, want):
+            hint = "ranks run the other way: 1 = kept, the largest rank = eliminated FIRST"
+        elif step > 1 and torch.equal(got, reference_recursive_elimination(x, y, k, 1)):
+            hint = f"drop `step` = {step} features per round, not one"
+        elif torch.equal(got == 1, want == 1):
+            hint = "the kept features are right; the ranks of the eliminated ones are not: +1 to all dropped so far, each round"
+        expect(False, f"ranking {describe_tensor(got, 12)}, expected {describe_tensor(want, 12)}", hint)
+    return Case(label, run)
+
+
+def _rfe_cases() -> list[Case]:
+    x0, y0 = torch.tensor([[1., 0., 2.], [2., 1., 0.], [3., 1., 1.], [4., 3., 5.], [5., 2., 3.]], dtype=torch.float64), \
+        torch.tensor([2.1, 4.3, 5.9, 8.2, 9.8], dtype=torch.float64)
+    cases = [_rfe_case("5 examples x 3 features, keep 1", x0, y0, 1, 1)]
+    for i, (n, d, k, step) in enumerate([(60, 8, 3, 1), (60, 8, 3, 2), (80, 12, 4, 3), (100, 20, 5, 4),
+                                         (50, 6, 6, 1), (200, 30, 1, 7)]):
+        x, y = _rfe_data(240 + i, n, d)
+        cases.append(_rfe_case(f"{n} examples x {d} features, keep {k}, step {step}", x, y, k, step))
+    x, y = _rfe_data(250, 60, 10, shift=0.0)
+    cases.append(_rfe_case("float32 features", x.float(), y.float(), 4, 1))
+    return cases
+
+
+def check_recursive_elimination(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``recursive_elimination(x, y, k, step)``: the ranks of scikit-learn's RFE with LinearRegression."""
+    return run_check("recursive_elimination", fn, _rfe_cases, hint=_RFE_HINT,
+                     passed="same ranks as sklearn's RFE(LinearRegression()), refit each round, step, intercept",
+                     strict=strict)

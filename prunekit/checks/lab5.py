@@ -17,6 +17,12 @@ exercise                       contract                                        c
 ``nm_mask``                    ``(weight (out, in), n, m) -> mask``: keep the   :func:`check_nm_mask`
                                ``n`` largest ``|w|`` of every ``m``
                                consecutive inputs
+``grid_search``                ``(model, val, grid, tolerance) -> {"rows",       :func:`check_grid_search`
+                               "chosen", "front"}``: one-shot pruning per
+                               ParameterGrid config on fresh copies, judged on
+                               validation; the rule's choice; Pareto front
+``information_criteria``       ``(model, x, y) -> (aic, bic)``: summed NLL in    :func:`check_information_criteria`
+                               nats, k = nonzero parameters, n = len(x)
 =============================  ==============================================  ==============================
 
 Each check prints one line and returns a :class:`~prunekit.checks.core.CheckResult`; the
@@ -38,7 +44,8 @@ from .core import Case, CheckResult, as_mask, call, describe_tensor, expect, run
 __all__ = [
     "check_exact_counts", "check_scale_allocation", "check_best_config", "check_pareto_front", "check_nm_mask",
     "reference_exact_counts", "reference_scale_allocation", "reference_best_config", "reference_pareto_front",
-    "reference_nm_mask", "erk_raw_density",
+    "reference_nm_mask", "erk_raw_density", "check_information_criteria", "reference_information_criteria",
+    "check_grid_search", "reference_grid_search",
 ]
 
 _SLACK = 1e-9   # float slack for "exactly tolerance below the best" and for remainders computed twice
@@ -614,3 +621,242 @@ def check_nm_mask(fn: Callable, strict: bool | None = None) -> CheckResult:
     2-D weight, the largest ``|w|`` of the group, ties included; ValueError when ``in`` is not a multiple of ``m``."""
     return run_check("nm_mask", fn, _nm_cases, hint=_NM_HINT,
                      passed="n per group of m along the inputs, |w|, ties, 1:4 2:8 3:4, shape errors", strict=strict)
+
+
+# ============================================================================ information_criteria
+_IC_HINT = ("nll = F.cross_entropy(model(x), y, reduction='sum') (the SUM over the n examples, natural log), "
+            "k = the number of NONZERO entries of all parameters (weights and biases), n = len(x); "
+            "AIC = 2k + 2·nll, BIC = k·ln(n) + 2·nll")
+
+
+@torch.no_grad()
+def reference_information_criteria(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Akaike's and Schwarz's information criteria of a classifier on its training data ``(x, y)``.
+
+    ``−log L`` is the summed cross-entropy in nats; ``k`` counts the nonzero parameters (a pruned weight
+    is not a free parameter); ``n = len(x)``. Returns ``(AIC, BIC) = (2k + 2·NLL, k·ln n + 2·NLL)``, floats.
+    Lower is better. The model must be in eval mode (no dropout).
+    """
+    nll = nn.functional.cross_entropy(model(x), y, reduction="sum").double().item()
+    k = sum(int(torch.count_nonzero(p)) for p in model.parameters())
+    n = len(x)
+    return 2 * k + 2 * nll, k * math.log(n) + 2 * nll
+
+
+def _ic_model(seed: int, sizes: tuple[int, ...], zero_fraction: float, dtype=torch.float32) -> nn.Sequential:
+    g = _gen(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        fc = nn.Linear(a, b, dtype=dtype)
+        with torch.no_grad():
+            w = torch.randn(b, a, generator=g, dtype=dtype) / a ** 0.5
+            w[torch.rand(b, a, generator=g) < zero_fraction] = 0.0
+            fc.weight.copy_(w)
+            fc.bias.copy_(torch.randn(b, generator=g, dtype=dtype) * 0.1)
+        layers += [fc, nn.ReLU()] if i < len(sizes) - 2 else [fc]
+    return nn.Sequential(*layers).eval()
+
+
+def _ic_case(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Case:
+    def run(fn):
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        out = fn(model, x, y)
+        expect(all(torch.equal(state[k], v) for k, v in model.state_dict().items()), "the model's parameters changed",
+               "only evaluate the model (under torch.no_grad())")
+        expect(isinstance(out, (tuple, list)) and len(out) == 2, f"returned {type(out).__name__}, expected (aic, bic)",
+               "`return aic, bic`")
+        try:
+            aic, bic = (float(v) for v in out)
+        except (TypeError, ValueError, RuntimeError):
+            expect(False, f"returned {out!r:.80}, expected two numbers", "return Python floats (`.item()`)")
+        want_aic, want_bic = reference_information_criteria(model, x, y)
+        if math.isclose(aic, want_aic, rel_tol=1e-5) and math.isclose(bic, want_bic, rel_tol=1e-5):
+            return
+        with torch.no_grad():
+            nll = nn.functional.cross_entropy(model(x), y, reduction="sum").double().item()
+        n = len(x)
+        k = sum(int(torch.count_nonzero(p)) for p in model.parameters())
+        k_all = sum(p.numel() for p in model.parameters())
+        k_weights = sum(int(torch.count_nonzero(p)) for name, p in model.named_parameters() if name.endswith("weight"))
+        hint = _IC_HINT
+        if math.isclose(aic, 2 * k + 2 * nll / n, rel_tol=1e-5):
+            hint = "use the SUMMED negative log-likelihood over all n examples, not the mean (reduction='sum')"
+        elif math.isclose(aic, 2 * k_all + 2 * nll, rel_tol=1e-5):
+            hint = "k counts the NONZERO parameters: a pruned (zero) weight is not a free parameter"
+        elif math.isclose(aic, 2 * k_weights + 2 * nll, rel_tol=1e-5):
+            hint = "the biases are parameters too: count the nonzeros of every parameter"
+        elif math.isclose(aic, 2 * k + 2 * nll / math.log(2), rel_tol=1e-5) or \
+                math.isclose(bic, k * math.log2(n) + 2 * nll, rel_tol=1e-5):
+            hint = "use natural logarithms everywhere (nats): cross_entropy is in nats, and BIC uses ln(n)"
+        elif math.isclose(aic, k + nll, rel_tol=1e-5) or math.isclose(aic, 2 * k - 2 * nll, rel_tol=1e-5):
+            hint = "AIC = 2k − 2·log L = 2k + 2·NLL (NLL = −log L, a positive number)"
+        elif math.isclose(bic, want_aic, rel_tol=1e-5) or math.isclose(aic, want_bic, rel_tol=1e-5):
+            hint = "return (aic, bic) in that order; BIC's penalty is k·ln(n), AIC's is 2k"
+        expect(False, f"returned (aic, bic) = ({aic:.6g}, {bic:.6g}), expected ({want_aic:.6g}, {want_bic:.6g})", hint)
+    return Case(label, run)
+
+
+def _ic_cases() -> list[Case]:
+    g = _gen(50)
+    cases = []
+    for i, (sizes, n, zeros) in enumerate([((4, 3), 20, 0.0), ((4, 3), 20, 0.5), ((6, 8, 3), 50, 0.7),
+                                           ((10, 16, 5), 200, 0.9), ((3, 5, 2), 7, 0.3), ((20, 30, 10), 1000, 0.95)]):
+        model = _ic_model(500 + i, sizes, zeros)
+        x = torch.randn(n, sizes[0], generator=g)
+        y = torch.randint(0, sizes[-1], (n,), generator=g)
+        cases.append(_ic_case(f"MLP {sizes}, {zeros:.0%} of the weights zero, n = {n}", model, x, y))
+    model = _ic_model(510, (5, 6, 4), 0.4, dtype=torch.float64)
+    with torch.no_grad():
+        model[0].bias[:3] = 0.0                   # zero biases are not counted either
+    cases.append(_ic_case("float64, some biases exactly zero", model, torch.randn(30, 5, generator=g,
+                                                                                  dtype=torch.float64),
+                          torch.randint(0, 4, (30,), generator=g)))
+    return cases
+
+
+def check_information_criteria(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``information_criteria(model, x, y) -> (aic, bic)``: summed NLL in nats, k = nonzero parameters."""
+    return run_check("information_criteria", fn, _ic_cases, hint=_IC_HINT,
+                     passed="summed NLL in nats, k = nonzero weights and biases, ln(n)", strict=strict)
+
+
+# ============================================================================ grid_search (capstone)
+_GRID_HINT = ("for each config of sklearn's ParameterGrid(grid), in its order: prune a `copy.deepcopy(model)` with "
+              "pruning.prune_global or pruning.prune_layerwise to config['target']; measure the accuracy on the "
+              "validation tensors, the fraction of prunable weights that are zero ('sparsity') and the nonzero "
+              "prunable weights ('nonzeros'); then chosen = best_config(rows, tolerance) and "
+              "front = pareto_front([(nonzeros, val_acc)])")
+
+
+def _prunable(model: nn.Module) -> list[torch.Tensor]:
+    from ..pruning import prunable_weights
+    return list(prunable_weights(model).values())
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    return (model(x).argmax(1) == y).double().mean().item()
+
+
+def reference_grid_search(model: nn.Module, val: torch.utils.data.TensorDataset, grid: Mapping,
+                          tolerance: float) -> dict:
+    """One-shot magnitude pruning for every config of ``ParameterGrid(grid)``, judged on the validation split.
+
+    ``grid`` has keys ``"allocation"`` (``"global"`` or ``"layerwise"``) and ``"target"`` (sparsities).
+    Each candidate prunes a copy of ``model``. Returns ``{"rows": [...], "chosen": row, "front": [...]}``:
+    one row per config (in ParameterGrid's order) ``{**config, "sparsity", "nonzeros", "val_acc"}``; the row
+    :func:`reference_best_config` picks; the :func:`reference_pareto_front` of ``(nonzeros, val_acc)``.
+    ``model`` is not modified.
+    """
+    import copy
+
+    from sklearn.model_selection import ParameterGrid
+
+    from ..pruning import prune_global, prune_layerwise
+
+    x, y = val.tensors
+    rows = []
+    for config in ParameterGrid(dict(grid)):
+        candidate = copy.deepcopy(model)
+        prune = {"global": prune_global, "layerwise": prune_layerwise}[config["allocation"]]
+        prune(candidate, config["target"])
+        weights = _prunable(candidate)
+        zeros = sum(int((w == 0).sum()) for w in weights)
+        total = sum(w.numel() for w in weights)
+        rows.append({**config, "sparsity": zeros / total, "nonzeros": total - zeros,
+                     "val_acc": _accuracy(candidate, x, y)})
+    chosen = reference_best_config(rows, tolerance)
+    front = reference_pareto_front([(r["nonzeros"], r["val_acc"]) for r in rows])
+    return {"rows": rows, "chosen": chosen, "front": front}
+
+
+def _grid_model(seed: int, sizes=(12, 16, 10, 4)) -> nn.Sequential:
+    g = _gen(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        fc = nn.Linear(a, b)
+        with torch.no_grad():
+            fc.weight.copy_(torch.randn(b, a, generator=g) / a ** 0.5)
+            fc.bias.copy_(torch.randn(b, generator=g) * 0.1)
+        layers += [fc, nn.ReLU()] if i < len(sizes) - 2 else [fc]
+    return nn.Sequential(*layers).eval()
+
+
+def _grid_val(model: nn.Module, seed: int, n: int, noise: float = 1.0):
+    """Validation data labelled by the dense model itself plus noise, so pruning costs accuracy gradually."""
+    g = _gen(seed)
+    x = torch.randn(n, model[0].in_features, generator=g)
+    with torch.no_grad():
+        y = (model(x) + noise * torch.randn(n, model[-1].out_features, generator=g)).argmax(1)
+    return torch.utils.data.TensorDataset(x, y)
+
+
+def _grid_case(label: str, model: nn.Module, val, grid: dict, tolerance: float) -> Case:
+    def run(fn):
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        want = reference_grid_search(model, val, grid, tolerance)
+        out = fn(model, val, grid, tolerance)
+        changed = not all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+        expect(not changed, "the model you were given was pruned: later candidates started from pruned weights",
+               "prune a fresh `copy.deepcopy(model)` for every candidate")
+        expect(isinstance(out, Mapping) and {"rows", "chosen", "front"} <= set(out),
+               f"returned {type(out).__name__}, expected a dict with 'rows', 'chosen' and 'front'", _GRID_HINT)
+        rows = out["rows"]
+        expect(isinstance(rows, (list, tuple)) and len(rows) == len(want["rows"]),
+               f"'rows' has {len(rows) if isinstance(rows, (list, tuple)) else type(rows).__name__} entries, "
+               f"expected one per config: {len(want['rows'])}", "iterate over sklearn's ParameterGrid(grid)")
+        for i, (got, ref) in enumerate(zip(rows, want["rows"])):
+            expect(isinstance(got, Mapping) and {"allocation", "target", "sparsity", "nonzeros", "val_acc"} <= set(got),
+                   f"row {i} is {got!r:.80}, expected keys allocation, target, sparsity, nonzeros, val_acc", _GRID_HINT)
+            expect(got["allocation"] == ref["allocation"] and got["target"] == ref["target"],
+                   f"row {i} is config ({got['allocation']}, {got['target']}), expected ({ref['allocation']}, "
+                   f"{ref['target']})", "keep ParameterGrid's order, one row per config")
+            expect(abs(float(got["sparsity"]) - ref["sparsity"]) < 1e-9 and int(got["nonzeros"]) == ref["nonzeros"],
+                   f"row {i}: sparsity {float(got['sparsity']):.6g}, nonzeros {got['nonzeros']}; expected "
+                   f"{ref['sparsity']:.6g}, {ref['nonzeros']}",
+                   "measure the pruned model: zeros / all prunable weights, and the nonzero count (not the target)")
+            expect(abs(float(got["val_acc"]) - ref["val_acc"]) < 1e-9,
+                   f"row {i} ({ref['allocation']}, {ref['target']}): val_acc {float(got['val_acc']):.6g}, expected "
+                   f"{ref['val_acc']:.6g}",
+                   "accuracy = fraction of ALL validation examples whose argmax matches the label, model in eval mode")
+        chosen = out["chosen"]
+        if chosen != want["chosen"]:
+            best = max(r["val_acc"] for r in want["rows"])
+            hint = "apply the written-down rule: the SPARSEST row with val_acc >= best − tolerance (best_config)"
+            if isinstance(chosen, Mapping) and chosen.get("val_acc") == best:
+                hint = "you took the most accurate row; the rule takes the sparsest row within the tolerance of it"
+            expect(False, f"chosen {chosen!r:.120}, expected {want['chosen']!r:.120}", hint)
+        front = [tuple(p) for p in out["front"]] if isinstance(out["front"], (list, tuple)) else out["front"]
+        if front != [tuple(p) for p in want["front"]]:
+            hint = "front = pareto_front([(row['nonzeros'], row['val_acc']) for row in rows]): cost = nonzeros"
+            by_sparsity = reference_pareto_front([(r["sparsity"], r["val_acc"]) for r in want["rows"]])
+            if front == [tuple(p) for p in by_sparsity]:
+                hint = "sparsity is not a cost (more is better): use the number of nonzero weights as the cost"
+            expect(False, f"front {front!r:.120}, expected {want['front']!r:.120}", hint)
+    return Case(label, run)
+
+
+def _grid_cases() -> list[Case]:
+    m1, m2, m3 = _grid_model(520), _grid_model(521, (8, 6, 3)), _grid_model(522, (20, 24, 16, 5))
+    return [
+        _grid_case("one allocation, three targets", m2, _grid_val(m2, 523, 200), {"allocation": ["global"],
+                                                                                  "target": [0.2, 0.5, 0.8]}, 0.02),
+        _grid_case("global x layerwise x 4 targets, tolerance 0.01", m1, _grid_val(m1, 524, 300),
+                   {"allocation": ["global", "layerwise"], "target": [0.3, 0.6, 0.8, 0.9]}, 0.01),
+        _grid_case("targets given high to low (pruning must start from the dense model each time)", m1,
+                   _grid_val(m1, 525, 300), {"target": [0.9, 0.5, 0.1], "allocation": ["layerwise", "global"]}, 0.05),
+        _grid_case("tolerance 0: the most accurate, then the sparsest", m3, _grid_val(m3, 526, 400, noise=0.5),
+                   {"allocation": ["global", "layerwise"], "target": [0.5, 0.7, 0.95]}, 0.0),
+        _grid_case("a large tolerance picks the sparsest", m3, _grid_val(m3, 527, 150),
+                   {"allocation": ["layerwise"], "target": [0.1, 0.4, 0.97]}, 1.0),
+        _grid_case("odd weight counts: measured sparsity != target", m2, _grid_val(m2, 528, 100),
+                   {"allocation": ["global", "layerwise"], "target": [0.33, 0.71]}, 0.03),
+    ]
+
+
+def check_grid_search(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``grid_search(model, val, grid, tolerance)``: one row per ParameterGrid config measured on the
+    validation tensors, the row the written-down rule picks, and the Pareto front of (nonzeros, val_acc)."""
+    return run_check("grid_search", fn, _grid_cases, hint=_GRID_HINT,
+                     passed="ParameterGrid order, fresh copies, measured sparsity, rule, Pareto front", strict=strict)
