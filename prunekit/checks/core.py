@@ -112,6 +112,10 @@ def _is_not_implemented(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     """``TypeError: ... (line 3 of your function)``: the learner's frame, not the checker's."""
+    if getattr(exc, "remote_type", None):  # raised in a grading worker (see remote.py): its own description
+        where = f" ({exc.remote_where})" if getattr(exc, "remote_where", "") else ""
+        text = str(exc).strip()
+        return f"{exc.remote_type}{': ' + text if text else ''}{where}"
     frames = traceback.extract_tb(exc.__traceback__)
     here = os.path.dirname(os.path.abspath(__file__))
     theirs = [f for f in frames if not os.path.abspath(f.filename).startswith(here)]
