@@ -297,3 +297,152 @@ def test_should_stop_accepts_numpy_and_tensor_bools():
     import numpy as np
     assert lab4.check_should_stop(lambda h, tol: np.float64(h[-1]) < np.float64(h[0]) - tol, strict=False)
     assert lab4.check_should_stop(lambda h, tol: torch.tensor(h[-1] < h[0] - tol), strict=False)
+
+
+def test_iterative_targets_natural_formula_misses_exact_final():
+    # the formula alone gives 0.30000000000000004 for 0.3 and 0.09999999999999998 for 0.1
+    rejected(lab4.check_iterative_targets, lambda f, r: [1 - (1 - f) ** (k / r) for k in range(1, r + 1)], "exactly")
+
+
+# ----------------------------------------------------------------------------- imp_rewind (capstone)
+def _imp(model, train_data, val_data, rounds, fraction, steps, eval_every, rewind_step=0, output_layer=None, seed=0,
+         *, of_all=False, by_init=False, no_rewind=False, theta0_always=False, unmasked=False, full_output=False,
+         capture_end=False, reseed=False):
+    from prunekit.checks.lab4 import _weight_names, reference_prune_remaining_mask, reference_train_round
+
+    work = copy.deepcopy(model)
+    theta = {"state": copy.deepcopy(work.state_dict())}
+    at = steps if capture_end else rewind_step
+    capture = [] if rewind_step == 0 or theta0_always else [
+        lambda m, step: theta.update(state=copy.deepcopy(m.state_dict())) if step == at else None]
+    masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in work.named_parameters() if n in _weight_names(work)}
+    records = []
+    for r in range(rounds + 1):
+        if r > 0:
+            source = theta["state"] if by_init else records[-1]["trained"]
+            new = {}
+            for n, m in masks.items():
+                p = fraction if (full_output or n != output_layer) else fraction / 2
+                if of_all:
+                    k = round(p * m.numel())
+                    scores = torch.where(m, source[n].abs(), torch.tensor(math.inf))
+                    keep = torch.ones(m.numel(), dtype=torch.bool)
+                    keep[torch.sort(scores.flatten(), stable=True).indices[:k]] = False
+                    new[n] = keep.view(m.shape) & m
+                else:
+                    new[n] = reference_prune_remaining_mask(source[n], m, p)
+            masks = new
+            if not no_rewind:
+                lab4.reference_rewind(work, theta["state"], masks)
+            if not unmasked:
+                apply_masks(work, masks)
+            elif r > 0:
+                with torch.no_grad():
+                    for n, p_ in work.named_parameters():
+                        if n in masks:
+                            p_.mul_(masks[n])
+        start = copy.deepcopy(work.state_dict())
+        run = reference_train_round(work, train_data, val_data, steps, eval_every, seed=seed + r if reseed else seed,
+                                    after_step=capture if r == 0 else ())
+        records.append({"masks": masks, "start": start, "trained": copy.deepcopy(work.state_dict()), **run})
+    return {"rewind_state": theta["state"], "rounds": records}
+
+
+def _imp_variant(**flags):
+    def imp(*args):
+        return _imp(*args, **flags)
+    imp.__name__ = "imp_" + "_".join(flags)
+    return imp
+
+
+def test_imp_rewind_variant_without_flags_is_accepted():
+    assert lab4.check_imp_rewind(_imp_variant(), strict=False)
+
+
+def test_imp_rewind_wrong_implementations():
+    rejected(lab4.check_imp_rewind, _imp_variant(of_all=True), "REMAINING")
+    rejected(lab4.check_imp_rewind, _imp_variant(by_init=True), "TRAINED")
+    rejected(lab4.check_imp_rewind, _imp_variant(no_rewind=True), "fine-tuning")
+    rejected(lab4.check_imp_rewind, _imp_variant(theta0_always=True), "late rewinding")
+    rejected(lab4.check_imp_rewind, _imp_variant(unmasked=True), "apply_masks")
+    rejected(lab4.check_imp_rewind, _imp_variant(full_output=True), "HALF")
+    rejected(lab4.check_imp_rewind, _imp_variant(capture_end=True), "after_step")
+    rejected(lab4.check_imp_rewind, _imp_variant(reseed=True), "same seed")
+
+
+def test_imp_rewind_must_not_touch_the_model():
+    def in_place(model, *args):
+        out = _imp(model, *args)
+        model.load_state_dict(out["rounds"][-1]["trained"])
+        return out
+    rejected(lab4.check_imp_rewind, in_place, "copy")
+
+
+# ----------------------------------------------------------------------------- agp_step (capstone)
+def _agp_step(model, masks, step, s_i, s_f, t0, n, dt, *, layerwise=False, continuous=False, from_scratch=False,
+              no_remask=False, cumulative=False, truncate=False, in_place=False):
+    if continuous:
+        progress = min(max(step - t0, 0) / (n * dt), 1.0)
+        target = s_i if step < t0 else s_f + (s_i - s_f) * (1 - progress) ** 3
+    else:
+        target = lab4.reference_agp_sparsity(step, s_i, s_f, t0, n, dt)
+    params = dict(model.named_parameters())
+    names = list(masks)
+    old = {k: masks[k].bool() for k in names}
+    count = int if truncate else round
+    if layerwise:
+        new = {}
+        for k in names:
+            want = count(target * old[k].numel()) - int((~old[k]).sum())
+            scores = torch.where(old[k], params[k].detach().abs(), torch.tensor(math.inf)).flatten()
+            keep = old[k].flatten().clone()
+            if want > 0:
+                keep[torch.sort(scores, stable=True).indices[:want]] = False
+            new[k] = keep.view(old[k].shape)
+    else:
+        flat = torch.cat([old[k].flatten() for k in names])
+        total = flat.numel()
+        scores = torch.cat([params[k].detach().abs().flatten() for k in names])
+        if from_scratch:
+            flat = torch.ones_like(flat)
+            want = count(target * total)
+        else:
+            scores = torch.where(flat, scores, torch.tensor(math.inf))
+            want = count(target * total) - (0 if cumulative else int((~flat).sum()))
+        flat = flat.clone()
+        if want > 0:
+            flat[torch.sort(scores, stable=True).indices[:want]] = False
+        new, start = {}, 0
+        for k in names:
+            new[k] = flat[start:start + old[k].numel()].view(old[k].shape)
+            start += old[k].numel()
+    if in_place:
+        for k in names:
+            masks[k].copy_(new[k].to(masks[k].dtype))
+    pruned_now = any(bool((old[k] & ~new[k]).any()) for k in names)
+    if not (no_remask and not pruned_now):
+        with torch.no_grad():
+            for k in names:
+                params[k].mul_(new[k].to(params[k].dtype))
+    return new
+
+
+def _agp_variant(flag):
+    def agp_step(*args):
+        return _agp_step(*args, **{flag: True})
+    agp_step.__name__ = f"agp_step_{flag}"
+    return agp_step
+
+
+def test_agp_step_plain_variant_is_accepted():
+    assert lab4.check_agp_step(_agp_step, strict=False)
+
+
+def test_agp_step_wrong_implementations():
+    rejected(lab4.check_agp_step, _agp_variant("layerwise"), "layer-wise")
+    rejected(lab4.check_agp_step, _agp_variant("continuous"), "rounded DOWN")
+    rejected(lab4.check_agp_step, _agp_variant("from_scratch"), "revive")
+    rejected(lab4.check_agp_step, _agp_variant("no_remask"), "also when nothing new is pruned")
+    rejected(lab4.check_agp_step, _agp_variant("cumulative"), "TOTAL")
+    rejected(lab4.check_agp_step, _agp_variant("truncate"), "int()")
+    rejected(lab4.check_agp_step, _agp_variant("in_place"), "changed the masks")

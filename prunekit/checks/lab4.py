@@ -40,9 +40,10 @@ from .lab2 import _as_mask
 
 __all__ = [
     "check_agp_sparsity", "check_iterative_targets", "check_prune_remaining_mask", "check_rewind",
-    "check_early_stop", "check_should_stop",
+    "check_early_stop", "check_should_stop", "check_imp_rewind", "check_agp_step",
     "reference_agp_sparsity", "reference_iterative_targets", "reference_prune_remaining_mask",
-    "reference_rewind", "reference_early_stop", "reference_should_stop",
+    "reference_rewind", "reference_early_stop", "reference_should_stop", "reference_imp_rewind",
+    "reference_agp_step",
 ]
 
 
@@ -242,14 +243,17 @@ def _iter_case(final: float, rounds: int, expected: Sequence[float] | None = Non
             expected_text = ", ".join(f"{w:.4g}" for w in want[:6]) + (", ..." if len(want) > 6 else "")
             raise CheckFailed(f"iterative_targets({final}, {rounds}) returned [{shown}], expected [{expected_text}]",
                               hint)
-        expect(abs(values[-1] - final) <= 1e-12, f"the last target is {values[-1]!r}, not exactly {final}",
-               "set the last target to final_sparsity itself: float powers are off by 1e-16")
+        expect(values[-1] == float(final), f"the last target is {values[-1]!r}, not exactly {final}",
+               "set the last target to final_sparsity itself: 1 - (1 - f)**(k / k) is off by ~1e-16 for "
+               "values like 0.3 or 0.1")
     return Case(f"final {final}, {rounds} round(s)", run)
 
 
 def _iter_cases() -> list[Case]:
     cases = [_iter_case(0.875, 3, [0.5, 0.75, 0.875]), _iter_case(0.96, 2, [0.8, 0.96]), _iter_case(0.9, 1, [0.9]),
-             _iter_case(0.0, 3, [0.0, 0.0, 0.0]), _iter_case(0.99, 5), _iter_case(0.5, 4)]
+             _iter_case(0.0, 3, [0.0, 0.0, 0.0]), _iter_case(0.99, 5), _iter_case(0.5, 4),
+             # 1 - (1 - f)**(k/k) is not exactly f for these: only the explicit last entry is
+             _iter_case(0.3, 4), _iter_case(0.1, 3), _iter_case(0.2, 1)]
     g = _gen(42)
     for rounds in (3, 7, 12):
         cases.append(_iter_case(round(0.5 + 0.49 * torch.rand(1, generator=g).item(), 4), rounds))
@@ -581,3 +585,390 @@ def check_should_stop(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``should_stop(history, tolerance)``: ``history[-1] < history[0] - tolerance`` as a bool."""
     return run_check("should_stop", fn, _stop_cases, hint=_STOP_HINT,
                      passed="latest vs dense, strict <, tolerance as a fraction", strict=strict)
+
+
+# ============================================================================ imp_rewind (capstone)
+def reference_train_round(model: nn.Module, data, val_data, steps: int, eval_every: int, lr: float = 1.2e-3,
+                          batch_size: int = 60, seed: int = 0, after_step: Sequence = ()) -> dict:
+    """The lab's training recipe for one IMP round (given to the learner, not an exercise): Adam at a constant
+    learning rate, no weight decay, ``steps`` steps in the order fixed by ``seed``; the masks the model carries
+    stay enforced. Validation accuracy every ``eval_every`` steps. Returns ``{"curve": [(step, val_acc), ...],
+    "best_step", "val_acc", "stopped": a copy of the model at the early-stopping point}``."""
+    from ..train import evaluate, train
+
+    curve, states = [], {}
+
+    def measure(m: nn.Module, step: int) -> None:
+        if step % eval_every == 0:
+            curve.append((step, evaluate(m, val_data)))
+            states[step] = copy.deepcopy(m.state_dict())
+            m.train()
+
+    per_epoch = math.ceil(len(data) / batch_size)
+    train(model, data, epochs=math.ceil(steps / per_epoch), max_steps=steps, optimizer="adam", lr=lr,
+          lr_schedule="constant", weight_decay=0.0, batch_size=batch_size, seed=seed, quiet=True,
+          after_step=[*after_step, measure])
+    best_step, best_acc = reference_early_stop(curve)
+    stopped = copy.deepcopy(model)
+    stopped.load_state_dict(states[best_step])
+    return {"curve": curve, "best_step": best_step, "val_acc": best_acc, "stopped": stopped}
+
+
+def _weight_names(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if n.endswith("weight") and p.dim() >= 2]
+
+
+def reference_imp_rewind(model: nn.Module, train_data, val_data, rounds: int, fraction: float, steps: int,
+                         eval_every: int, rewind_step: int = 0, output_layer: str | None = None, seed: int = 0,
+                         train_round: Callable | None = None) -> dict:
+    """Iterative magnitude pruning with rewinding (Frankle & Carbin 2019; late rewinding: Frankle et al. 2019).
+
+    Round 0 trains a copy of ``model`` (θ0 = its weights now). Every later round prunes ``fraction`` of the
+    weights each layer STILL HAS (``output_layer`` at half the rate), ranked by the magnitude of the weights
+    the previous round ended with, rewinds the survivors to θ_k (θ0 if ``rewind_step == 0``, else the weights
+    after ``rewind_step`` steps of round 0; biases too), keeps the pruned ones at zero and trains again with
+    the same recipe. Returns ``{"rewind_state": θ_k, "rounds": [{"masks", "start", "trained", **train_round's
+    result}, ...]}`` (``rounds + 1`` records); ``model`` is not modified.
+    """
+    from ..pruning import apply_masks
+
+    train_round = reference_train_round if train_round is None else train_round
+    work = copy.deepcopy(model)
+    theta = {"state": copy.deepcopy(work.state_dict())}
+    capture = [] if rewind_step == 0 else [
+        lambda m, step: theta.update(state=copy.deepcopy(m.state_dict())) if step == rewind_step else None]
+    masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in work.named_parameters() if n in _weight_names(work)}
+    records: list[dict] = []
+    for r in range(rounds + 1):
+        if r > 0:
+            trained = records[-1]["trained"]
+            masks = {n: reference_prune_remaining_mask(trained[n], m, fraction / 2 if n == output_layer else fraction)
+                     for n, m in masks.items()}
+            reference_rewind(work, theta["state"], masks)
+            apply_masks(work, masks)
+        start = copy.deepcopy(work.state_dict())
+        run = train_round(work, train_data, val_data, steps, eval_every, seed=seed, after_step=capture if r == 0 else ())
+        records.append({"masks": masks, "start": start, "trained": copy.deepcopy(work.state_dict()), **run})
+    return {"rewind_state": theta["state"], "rounds": records}
+
+
+_IMP_HINT = ("work on a copy; keep θ0 = a copy of its state_dict (or θ_k, captured with an after_step callback at "
+             "step rewind_step of round 0); each round after the first: prune_remaining_mask on the weights the "
+             "previous round TRAINED, rewind(work, θ, masks), pruning.apply_masks(work, masks), then "
+             "train_round(...); record masks, start state, trained state and train_round's result")
+
+
+def _imp_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(OrderedDict(fc1=nn.Linear(10, 24), relu1=nn.ReLU(), fc2=nn.Linear(24, 12), relu2=nn.ReLU(),
+                                     fc3=nn.Linear(12, 3)))
+
+
+def _imp_data(seed: int, n: int) -> torch.utils.data.TensorDataset:
+    g = _gen(seed)
+    centres = torch.randn(3, 10, generator=_gen(77)) * 1.5   # one problem for every case
+    y = torch.arange(n) % 3
+    return torch.utils.data.TensorDataset(centres[y] + torch.randn(n, 10, generator=g), y)
+
+
+def _replay(model: nn.Module, start: Mapping, masks: Mapping | None, data, val_data, steps, eval_every, seed):
+    from ..pruning import apply_masks
+
+    twin = copy.deepcopy(model)
+    twin.load_state_dict(start)
+    if masks is not None:
+        apply_masks(twin, masks)
+    run = reference_train_round(twin, data, val_data, steps, eval_every, seed=seed)
+    return twin.state_dict(), run
+
+
+def _close(a: Mapping, b: Mapping, atol: float = 1e-5) -> bool:
+    return set(a) == set(b) and all(torch.allclose(a[n].float(), b[n].float(), atol=atol, rtol=1e-4) for n in a)
+
+
+def _imp_case(label: str, rounds: int, fraction: float, rewind_step: int = 0, output_layer: str | None = None,
+              seed: int = 0, steps: int = 8) -> Case:
+    def run(fn):
+        model, train_data, val_data = _imp_model(seed), _imp_data(seed + 1, 120), _imp_data(seed + 2, 60)
+        theta0 = {n: t.detach().clone() for n, t in model.state_dict().items()}
+        eval_every = 4
+        out = fn(model, train_data, val_data, rounds, fraction, steps, eval_every, rewind_step, output_layer, seed)
+        expect(isinstance(out, Mapping) and {"rewind_state", "rounds"} <= set(out),
+               f"returned {type(out).__name__}, expected a dict with 'rewind_state' and 'rounds'",
+               'return {"rewind_state": θ_k, "rounds": records}')
+        expect(all(torch.equal(t, theta0[n]) for n, t in model.state_dict().items()),
+               "your function changed the model it was given", "run IMP on copy.deepcopy(model)")
+        records = out["rounds"]
+        expect(isinstance(records, (list, tuple)) and len(records) == rounds + 1,
+               f"{len(records) if isinstance(records, (list, tuple)) else records!r} records for rounds={rounds}, "
+               f"expected {rounds + 1} (round 0 is the dense network)", "record round 0 and each of the `rounds` rounds")
+        for r, rec in enumerate(records):
+            missing = {"masks", "start", "trained", "curve", "best_step", "val_acc", "stopped"} - set(rec)
+            expect(not missing, f"round {r}'s record has no {sorted(missing)}",
+                   'record {"masks": ..., "start": ..., "trained": ..., **train_round(...)} for every round')
+        names = _weight_names(model)
+        theta = out["rewind_state"]
+        expect(isinstance(theta, Mapping) and set(theta) == set(theta0),
+               "rewind_state is not a state dict of the model", "keep a copy of work.state_dict()")
+        if rewind_step == 0:
+            expect(all(torch.equal(theta[n], theta0[n]) for n in theta0), "rewind_state is not θ0 (rewind_step=0)",
+                   "with rewind_step = 0 rewind to the weights the model had when it was given to you")
+        else:
+            want, _ = _replay(model, theta0, None, train_data, val_data, rewind_step, rewind_step, seed)
+            hint = (f"θ_k is the state after exactly {rewind_step} optimizer steps of round 0: capture it with an "
+                    f"after_step callback `f(model, step)` when step == rewind_step (copy.deepcopy of state_dict)")
+            if all(torch.equal(theta[n], theta0[n]) for n in theta0):
+                hint = "you rewound to θ0 although rewind_step > 0 (late rewinding); " + hint
+            expect(_close(theta, want), f"rewind_state is not the weights after {rewind_step} steps of round 0", hint)
+        for r, rec in enumerate(records):
+            masks = {n: _as_mask(rec["masks"][n], tuple(theta0[n].shape), f"round {r}'s mask for {n}") for n in names}
+            if r == 0:
+                expect(all(bool(m.all()) for m in masks.values()), "round 0 must keep every weight (the dense run)")
+            else:
+                previous = {n: records[r - 1]["masks"][n].bool() for n in names}
+                trained = records[r - 1]["trained"]
+                for n in names:
+                    p = fraction / 2 if n == output_layer else fraction
+                    want = reference_prune_remaining_mask(trained[n], previous[n], p)
+                    if torch.equal(masks[n], want):
+                        continue
+                    kept, now = int(previous[n].sum()), int(masks[n].sum())
+                    hint = _IMP_HINT
+                    if int((masks[n] & ~previous[n]).sum()):
+                        hint = "a pruned weight came back: a later mask must be False wherever an earlier one is"
+                    elif kept - now == round(p * previous[n].numel()) and kept != previous[n].numel():
+                        hint = "prune `fraction` of the REMAINING weights of the layer (round(p * kept)), not of all"
+                    elif n == output_layer and kept - now == round(fraction * kept):
+                        hint = f"the output layer {output_layer} is pruned at HALF the rate (fraction / 2)"
+                    elif torch.equal(masks[n], reference_prune_remaining_mask(theta[n], previous[n], p)):
+                        hint = ("rank by the magnitude of the weights the previous round TRAINED to, not of the "
+                                "rewound initial values")
+                    raise CheckFailed(f"round {r}, {n}: the mask is not the previous round's mask with "
+                                      f"round({p} * {kept}) more of its survivors pruned by trained |w|", hint)
+                start = rec["start"]
+                for n in theta0:
+                    want = theta[n] * masks[n] if n in masks else theta[n]
+                    if torch.equal(start[n].float(), want.float()):
+                        continue
+                    hint = ("rewind: every tensor back to rewind_state, then the pruned weights to 0 "
+                            "(rewind(work, θ, masks)) before training the round")
+                    if n in masks and torch.equal(start[n], theta[n]):
+                        hint = "the pruned weights were rewound too: multiply by the mask after loading θ"
+                    elif torch.allclose(start[n].float(), (records[r - 1]["trained"][n] * masks.get(n, 1)).float()):
+                        hint = ("the round starts from the previous round's trained weights: that is fine-tuning; "
+                                "IMP REWINDS the survivors to θ0 (or θ_k) before training again")
+                    raise CheckFailed(f"round {r}: {n} does not start from the rewound weights", hint)
+            trained_now, rerun = _replay(model, rec["start"], masks if r > 0 else None, train_data, val_data, steps,
+                                         eval_every, seed)
+            for n in names:
+                if r > 0 and bool((rec["trained"][n][~masks[n]] != 0).any()):
+                    raise CheckFailed(f"round {r}: pruned weights of {n} are not 0 after training",
+                                      "attach the masks before training (pruning.apply_masks(work, masks)): "
+                                      "train_round keeps the masks a model carries")
+            expect(_close(rec["trained"], trained_now, atol=1e-4),
+                   f"round {r}: the trained weights are not what train_round gives from the round's start",
+                   f"train every round with train_round(work, train_data, val_data, steps, eval_every, seed=seed), "
+                   f"the same seed each round; record copy.deepcopy(work.state_dict()) right after it")
+            expect([s for s, _ in rec["curve"]] == [s for s, _ in rerun["curve"]],
+                   f"round {r}: the recorded curve is not train_round's", "store train_round's result in the record")
+    return Case(label, run)
+
+
+def _imp_cases() -> list[Case]:
+    return [
+        _imp_case("3 rounds, p = 0.2, rewind to θ0", 3, 0.2, seed=0),
+        _imp_case("2 rounds, p = 0.5, output layer fc3 at half the rate", 2, 0.5, output_layer="fc3.weight", seed=1),
+        _imp_case("late rewinding: θ_k after 5 steps of round 0", 2, 0.3, rewind_step=5, seed=2),
+        _imp_case("late rewinding, output layer at half rate", 2, 0.4, rewind_step=3, output_layer="fc3.weight",
+                  seed=3),
+    ]
+
+
+def check_imp_rewind(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``imp_rewind(model, train_data, val_data, rounds, fraction, steps, eval_every, rewind_step,
+    output_layer, seed)``: per round, ``fraction`` of the surviving weights of each layer pruned by trained
+    magnitude (the output layer at half rate), survivors rewound to θ0 or θ_k, pruned weights 0 through training,
+    each round trained with ``train_round`` (replayed here), the input model untouched."""
+    return run_check("imp_rewind", fn, _imp_cases, hint=_IMP_HINT,
+                     passed="p % of the remaining per round, trained |w|, rewind to θ0 and θ_k, masks kept in "
+                            "training", strict=strict)
+
+
+# ============================================================================ agp_step (capstone)
+def reference_agp_step(model: nn.Module, masks: Mapping[str, torch.Tensor], step: int, initial_sparsity: float,
+                       final_sparsity: float, start_step: int, n_steps: int, frequency: int) -> dict[str, torch.Tensor]:
+    """AGP as a training callback, run after every optimizer step (Zhu & Gupta 2017).
+
+    The target is ``agp_sparsity(step, ...)`` over all masked tensors together. If the masks prune fewer than
+    ``round(target * total)`` weights, the smallest-|w| SURVIVORS across all tensors (one global ranking) are
+    pruned until exactly that many are; a pruned weight is never revived. The model's pruned weights are then
+    set to zero in place (every step: the optimizer moved them). Returns the new masks (``masks`` untouched).
+    """
+    target = reference_agp_sparsity(step, initial_sparsity, final_sparsity, start_step, n_steps, frequency)
+    params = dict(model.named_parameters())
+    names = list(masks)
+    flat = torch.cat([masks[n].detach().bool().flatten() for n in names])
+    missing = round(target * flat.numel()) - int((~flat).sum())
+    if missing > 0:
+        scores = torch.cat([params[n].detach().abs().flatten().double() for n in names])
+        scores = torch.where(flat, scores, torch.tensor(math.inf, dtype=torch.float64))
+        flat = flat.clone()
+        flat[torch.sort(scores, stable=True).indices[:missing]] = False
+    new, start = {}, 0
+    for n in names:
+        new[n] = flat[start:start + masks[n].numel()].view(masks[n].shape)
+        start += masks[n].numel()
+    with torch.no_grad():
+        for n in names:
+            params[n].mul_(new[n].to(params[n].dtype))
+    return new
+
+
+_AGP_STEP_HINT = ("s = agp_sparsity(step, ...); k = round(s * total) - (number already pruned), total over ALL "
+                  "masked tensors; if k > 0 prune the k smallest |w| among the SURVIVORS of all tensors together "
+                  "(pruned entries score +inf); then multiply every masked weight by its new mask in place under "
+                  "torch.no_grad() (every call, also when nothing new is pruned); return the new masks")
+
+
+def _agp_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(OrderedDict(fc1=nn.Linear(10, 20), relu=nn.ReLU(), fc2=nn.Linear(20, 8), relu2=nn.ReLU(),
+                                     fc3=nn.Linear(8, 3)))
+
+
+def _judge_agp_step(out, model, masks_before, weights_before, step, sched, objects, what: str) -> dict:
+    """Everything one call must satisfy; returns the new masks as bool tensors."""
+    names = list(masks_before)
+    expect(isinstance(out, Mapping) and set(out) == set(names),
+           f"{what}: returned {type(out).__name__} {sorted(out) if isinstance(out, Mapping) else ''}, expected a "
+           f"dict with a mask for each of {names}", "return {name: new mask} for every name in masks")
+    new = {n: _as_mask(out[n], tuple(masks_before[n].shape), f"the mask for {n}") for n in names}
+    params = dict(model.named_parameters())
+    expect(all(params[n] is objects[n] for n in objects), f"{what}: the model has new Parameter objects",
+           "zero the pruned weights in place (param.mul_(mask) under torch.no_grad())")
+    old = {n: masks_before[n].bool() for n in names}
+    revived = sum(int((new[n] & ~old[n]).sum()) for n in names)
+    target = reference_agp_sparsity(step, *sched)
+    total = sum(m.numel() for m in old.values())
+    already = sum(int((~m).sum()) for m in old.values())
+    want = max(round(target * total), already)
+    pruned = sum(int((~m).sum()) for m in new.values())
+    expect(revived == 0, f"{what}: {revived} weight(s) pruned before are kept again",
+           "never revive a weight: rank only the survivors (score +inf for pruned entries), AND with the old masks")
+    if pruned != want:
+        hint = _AGP_STEP_HINT
+        s_i, s_f, t0, n_ev, dt = sched
+        cont = min(max(step - t0, 0) / (n_ev * dt), 1.0)
+        if step >= t0 and pruned == round((s_f + (s_i - s_f) * (1 - cont) ** 3) * total):
+            hint = "between two pruning events the target does not move: use agp_sparsity (t rounded DOWN to events)"
+        elif pruned == already + round(target * total) and already:
+            hint = "round(s * total) is the TOTAL to be pruned, including the weights pruned before; prune the difference"
+        elif pruned == int(target * total):
+            hint = "count with round(s * total), not int()"
+        raise CheckFailed(f"{what}: {pruned} of {total} weights pruned, expected round({target:.4f}·{total}) = {want}",
+                          hint)
+    newly = {n: old[n] & ~new[n] for n in names}
+    if any(bool(v.any()) for v in newly.values()):
+        scores = {n: weights_before[n].abs().double() for n in names}
+        worst = max(scores[n][newly[n]].max().item() for n in names if newly[n].any())
+        best = min(scores[n][new[n]].min().item() for n in names if new[n].any()) if any(
+            bool(new[n].any()) for n in names) else math.inf
+        hint = _AGP_STEP_HINT
+        counts = {n: int(newly[n].sum()) for n in names}
+        if worst > best:
+            if all(_is_bottom(newly[n], scores[n], old[n]) for n in names):
+                hint = "you ranked each tensor separately (layer-wise); AGP here ranks ALL masked weights together"
+            raise CheckFailed(f"{what}: pruned a weight with |w| = {worst:.4g} but kept one with |w| = {best:.4g} "
+                              f"(newly pruned per tensor {counts})", hint)
+    for n in names:
+        w = params[n].detach()
+        expect(bool((w[~new[n]] == 0).all()), f"{what}: pruned weights of {n} are not 0 in the model",
+               "multiply the model's weights by the new masks in place after every call, also when nothing new is "
+               "pruned (the optimizer step moved the pruned weights)")
+        expect(torch.equal(w[new[n]], weights_before[n][new[n]]), f"{what}: kept weights of {n} changed",
+               "only zero the pruned entries; leave the kept weights as they are")
+    return new
+
+
+def _agp_call_case(label: str, step: int, sched: tuple, old_sparsity: float = 0.0, revived: bool = False,
+                   seed: int = 0, float_masks: bool = False) -> Case:
+    def run(fn):
+        model = _agp_model(seed)
+        g = _gen(seed + 300)
+        params = dict(model.named_parameters())
+        names = ["fc1.weight", "fc2.weight", "fc3.weight"]
+        with torch.no_grad():   # layers on different scales: a global ranking then prunes them unevenly
+            for scale, n in zip((0.3, 1.0, 3.0), names):
+                params[n].mul_(scale)
+        masks = {n: torch.rand(params[n].shape, generator=g) >= old_sparsity for n in names}
+        with torch.no_grad():
+            for n in names:
+                if revived:   # what an optimizer step does to pruned weights: they are no longer 0, some are large
+                    params[n].add_(~masks[n] * torch.randn(params[n].shape, generator=g) * 5)
+                else:
+                    params[n].mul_(masks[n])
+        if float_masks:
+            masks = {n: m.float() for n, m in masks.items()}
+        before = {n: m.clone() for n, m in masks.items()}
+        weights_before = {n: params[n].detach().clone() for n in names}
+        objects = dict(params)
+        out = fn(model, masks, step, *sched)
+        expect(all(torch.equal(masks[n], before[n]) for n in names), "your function changed the masks it was given",
+               "build new mask tensors (e.g. .clone() first) and return them")
+        _judge_agp_step(out, model, before, weights_before, step, sched, objects, f"step {step}")
+    return Case(label, run)
+
+
+def _agp_training_case(label: str, sched: tuple, steps: int, optimizer: str, seed: int = 0) -> Case:
+    def run(fn):
+        model = _agp_model(seed)
+        data = _imp_data(seed + 5, 64)
+        x, y = data.tensors
+        params = dict(model.named_parameters())
+        names = ["fc1.weight", "fc2.weight", "fc3.weight"]
+        masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
+        opt = (torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9) if optimizer == "sgd"
+               else torch.optim.Adam(model.parameters(), lr=0.01))
+        objects = dict(params)
+        for step in range(1, steps + 1):
+            idx = torch.arange(16) + 16 * (step % 4)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+            weights_before = {n: params[n].detach().clone() for n in names}
+            out = fn(model, {n: m.clone() for n, m in masks.items()}, step, *sched)
+            masks = _judge_agp_step(out, model, masks, weights_before, step, sched, objects,
+                                    f"training step {step} of {steps}")
+        total = sum(m.numel() for m in masks.values())
+        final = sum(int((~m).sum()) for m in masks.values()) / total
+        expect(abs(final - round(sched[1] * total) / total) < 1e-12, f"final sparsity {final:.4f}, expected {sched[1]}")
+    return Case(label, run)
+
+
+def _agp_step_cases() -> list[Case]:
+    sched = (0.0, 0.9, 10, 5, 4)   # s_i, s_f, t0, n, Δt: events at 10, 14, ..., 30
+    return [
+        _agp_call_case("a pruning event (step 14 = t0 + Δt), dense masks", 14, sched),
+        _agp_call_case("between events (step 17): the target of step 14", 17, sched, seed=1),
+        _agp_call_case("before start_step: nothing to prune, masks unchanged", 3, sched, seed=2),
+        _agp_call_case("masks already 50 % pruned, pruned weights revived by the optimizer", 22, sched,
+                       old_sparsity=0.5, revived=True, seed=3),
+        _agp_call_case("the masks already prune more than the target: nothing revived", 10, sched, old_sparsity=0.3,
+                       revived=True, seed=4),
+        _agp_call_case("after the ramp: s_f", 100, sched, old_sparsity=0.6, seed=5),
+        _agp_call_case("float 0/1 masks, s_i = 0.2 at start_step", 10, (0.2, 0.8, 10, 3, 2), seed=6,
+                       float_masks=True),
+        _agp_training_case("a whole SGD+momentum run: called after every step, steps 1..36", sched, 36, "sgd", seed=7),
+        _agp_training_case("a whole Adam run, Δt = 1", (0.0, 0.75, 2, 8, 1), 14, "adam", seed=8),
+    ]
+
+
+def check_agp_step(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``agp_step(model, masks, step, initial_sparsity, final_sparsity, start_step, n_steps, frequency)``:
+    exactly ``round(agp_sparsity(step) * total)`` weights pruned after the call (never fewer than before),
+    the newly pruned ones the smallest |w| among the survivors of all tensors together, nothing revived, the
+    model's pruned weights zeroed in place at every call, the masks given left untouched; single calls and
+    whole SGD/Adam runs."""
+    return run_check("agp_step", fn, _agp_step_cases, hint=_AGP_STEP_HINT,
+                     passed="exact AGP counts at every step, global ranking of survivors, no revival, zeros kept "
+                            "under SGD and Adam", strict=strict)
