@@ -230,8 +230,8 @@ def find_lab(notebook: dict | None, path: Path, solutions: Path) -> Path:
     return best
 
 
-def worker_cells(notebook: dict, lab: Lab) -> tuple[list[tuple[str, str]], list[str]]:
-    """What the worker runs: (label, source) per code cell, and the submission's code-cell sources.
+def worker_cells(notebook: dict, lab: Lab) -> tuple[list[tuple[str, str, bool]], list[str]]:
+    """What the worker runs: (label, source, report errors) chunks, and the submission's code-cell sources.
 
     Exercise cells (by grade id) run whole; other cells keep only imports, ``def``, ``class`` and simple
     assignments, so no experiment, training or plot runs. Line numbers are kept (other lines are blank).
@@ -245,21 +245,17 @@ def worker_cells(notebook: dict, lab: Lab) -> tuple[list[tuple[str, str]], list[
         grade_id = _nbgrader(cell).get("grade_id")
         tree = provenance.parse_cell(source)
         if tree is None:
-            program.append((str(index), source))  # the worker reports the SyntaxError
+            program.append((str(index), source, True))  # the worker reports the SyntaxError
             continue
         lines = source.splitlines()
         if grade_id in lab.answer_ids:
-            keep = set(range(1, len(lines) + 1))
-        else:
-            keep = set()
-            for node in tree.body:
-                if _definition(node):
-                    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-                    keep.update(range(first, node.end_lineno + 1))
-        text = "\n".join(line if (i + 1) in keep and not provenance._MAGIC.match(line) else ""
-                         for i, line in enumerate(lines))
-        if text.strip():
-            program.append((str(index), text + "\n"))
+            program.append((str(index), "\n".join("" if provenance._MAGIC.match(l) else l for l in lines) + "\n", True))
+            continue
+        for node in tree.body:  # one chunk per statement: a failing one does not skip the next def
+            if _definition(node):
+                first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+                chunk = "\n" * (first - 1) + "\n".join(lines[first - 1:node.end_lineno]) + "\n"
+                program.append((str(index), chunk, False))
     return program, sources
 
 
@@ -268,17 +264,17 @@ def _definition(node: ast.stmt) -> bool:
     if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return True
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-        return not _runs_code(node.value)
+        return not runs_code(node.value)
     return False
 
 
-def _runs_code(node: ast.AST) -> bool:
+def runs_code(node: ast.AST) -> bool:
     if isinstance(node, ast.Lambda):
-        return any(_runs_code(d) for d in node.args.defaults + node.args.kw_defaults if d is not None)
+        return any(runs_code(d) for d in node.args.defaults + node.args.kw_defaults if d is not None)
     if isinstance(node, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.ListComp, ast.SetComp,
                          ast.DictComp, ast.GeneratorExp, ast.Subscript)):
         return True
-    return any(_runs_code(child) for child in ast.iter_child_nodes(node))
+    return any(runs_code(child) for child in ast.iter_child_nodes(node))
 
 
 # ============================================================================ grading
@@ -356,7 +352,8 @@ def grade_notebook(path: str | os.PathLike, solutions: str | os.PathLike = ROOT 
         result.error = problem
         result.exercises = [ExerciseResult(c.grade_id, 0.0, c.points, f"not graded: {problem}") for c in lab.graded]
         return result
-    program, sources = worker_cells(notebook, lab)
+    program, _ = worker_cells(notebook, lab)
+    sources = [chunk for _, chunk, _ in program]  # provenance reads exactly what the worker runs
     session = WorkerSession(hide=hide, use_bwrap=use_bwrap, reference_lookup=_reference)
     deadline = start + total_timeout
     restarts = 0

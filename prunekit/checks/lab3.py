@@ -12,8 +12,12 @@ exercise                       contract                                        c
                                next_conv)``, three new, smaller modules
 ``conv_macs``                  ``(conv, input_hw) -> int``: MACs of one         :func:`check_conv_macs`
                                image through the conv
-``residual_group_importance``  ``([weight, ...]) -> (C,)``: Σ over the group's  :func:`check_residual_group_importance`
-                               producers of ``‖W_m[c]‖₂``
+``sensitivity_scan``           ``(model, amounts, images, labels) -> {group:   :func:`check_sensitivity_scan`
+                               [accuracy, ...]}``, one group pruned at a time
+``plan_for_mac_budget``        ``(model, amounts, scan, dense_accuracy,         :func:`check_plan_for_mac_budget`
+                               mac_budget, input_shape) -> {group: amount}``
+``prune_residual_group``       ``(model, group, amount) -> new model``: one     :func:`check_prune_residual_group`
+                               dependency group scored (Σ‖W_m[c]‖₂), removed
 =============================  ==============================================  ====================================
 
 Each check prints one line and returns a :class:`~prunekit.checks.core.CheckResult`; the
@@ -28,13 +32,17 @@ import torch
 from torch import nn
 
 from ..masks import check_sparsity
+from ..measure import count_macs
+from ..surgery import channel_masks_as_zeros, dependency_groups, prune_channels, shrink
 from .core import Case, CheckFailed, CheckResult, call, describe_tensor, expect, run_check
 
 __all__ = [
     "check_channel_l2_importance", "check_bn_gamma_importance", "check_keep_indices",
-    "check_prune_conv_bn_conv", "check_conv_macs", "check_residual_group_importance",
+    "check_prune_conv_bn_conv", "check_conv_macs", "check_sensitivity_scan", "check_plan_for_mac_budget",
+    "check_prune_residual_group",
     "reference_channel_l2_importance", "reference_bn_gamma_importance", "reference_keep_indices",
-    "reference_prune_conv_bn_conv", "reference_conv_macs", "reference_residual_group_importance",
+    "reference_prune_conv_bn_conv", "reference_conv_macs", "reference_sensitivity_scan",
+    "reference_plan_for_mac_budget", "reference_prune_residual_group",
 ]
 
 
@@ -104,9 +112,49 @@ def reference_conv_macs(conv: nn.Conv2d, input_hw: tuple[int, int]) -> int:
     return int(out_h * out_w * conv.out_channels * (conv.in_channels // conv.groups) * kh * kw)
 
 
-def reference_residual_group_importance(weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``score[c] = Σ_m ‖W_m[c]‖₂`` over every producer ``m`` of a dependency group (all add into channel c)."""
-    return sum(reference_channel_l2_importance(w) for w in weights)
+@torch.no_grad()
+def reference_sensitivity_scan(model: nn.Module, amounts: Sequence[float], images: torch.Tensor,
+                               labels: torch.Tensor) -> dict[str, list[float]]:
+    """``{group: [accuracy with that fraction of the group's channels removed, for each amount]}``.
+
+    One group at a time is pruned (filter L2 norm, :func:`prunekit.surgery.prune_channels`) from the
+    ORIGINAL model, evaluated in eval mode on ``images``; accuracies are Python floats in [0, 1].
+    """
+    scan = {}
+    for group in dependency_groups(model):
+        accuracies = []
+        for amount in amounts:
+            pruned = prune_channels(model, {group.name: amount}).eval()
+            accuracies.append((pruned(images).argmax(dim=1) == labels).float().mean().item())
+        scan[group.name] = accuracies
+    return scan
+
+
+def reference_plan_for_mac_budget(model: nn.Module, amounts: Sequence[float], scan: dict[str, Sequence[float]],
+                                  dense_accuracy: float, mac_budget: int,
+                                  input_shape: Sequence[int] = (3, 32, 32)) -> dict[str, float]:
+    """The gentlest sensitivity plan whose counted MACs fit ``mac_budget``.
+
+    For a tolerance t, group g gets the LARGEST amount whose drop ``dense_accuracy - scan[g][i]`` is
+    ``<= t`` (0.0 when none is). Try every drop that occurs in the scan as t, smallest first, and return
+    the first plan whose pruned model (``prune_channels``) has ``count_macs(...)["dense"] <= mac_budget``.
+    Raises ValueError when no tolerance reaches the budget.
+    """
+    drops = {g: [dense_accuracy - acc for acc in accs] for g, accs in scan.items()}
+    for t in sorted({d for ds in drops.values() for d in ds}):
+        plan = {g: max([a for a, d in zip(amounts, ds) if d <= t], default=0.0) for g, ds in drops.items()}
+        if count_macs(prune_channels(model, plan), tuple(input_shape))["dense"] <= mac_budget:
+            return plan
+    raise ValueError(f"no plan from this scan reaches {mac_budget:,} MACs: scan larger amounts")
+
+
+def reference_prune_residual_group(model: nn.Module, group: str, amount: float) -> nn.Module:
+    """A new model without the ``min(round(amount·n), n-1)`` channels of dependency group ``group`` that have
+    the lowest group score ``Σ_m ‖W_m[c]‖₂`` over the group's producers (ties: lower index removed first).
+    Producers lose output channels, norms their entries, consumers their input channels; ``model`` untouched."""
+    found = {g.name: g for g in dependency_groups(model)}[group]
+    scores = sum(reference_channel_l2_importance(model.get_submodule(p).weight) for p in found.producers)
+    return shrink(model, {group: reference_keep_indices(scores, amount)})
 
 
 # ============================================================================ shared helpers
@@ -355,10 +403,12 @@ def _random_bn(c: int, g: torch.Generator) -> nn.BatchNorm2d:
 
 
 def _surgery_modules(seed: int, c_in: int, c: int, c_out: int, bias: bool, next_bias: bool = True,
-                     stride: int = 1, kernel: int = 3, next_kernel: int = 3):
+                     stride: int = 1, kernel: int = 3, next_kernel: int = 3, dilation: int = 1):
     def build():
-        conv = nn.Conv2d(c_in, c, kernel, stride=stride, padding=kernel // 2, bias=bias)
-        nxt = nn.Conv2d(c, c_out, next_kernel, padding=next_kernel // 2, bias=next_bias)
+        conv = nn.Conv2d(c_in, c, kernel, stride=stride, padding=dilation * (kernel // 2), dilation=dilation,
+                         bias=bias)
+        nxt = nn.Conv2d(c, c_out, next_kernel, padding=dilation * (next_kernel // 2), dilation=dilation,
+                        bias=next_bias)
         return conv.eval(), nxt.eval()
     conv, nxt = _seeded(seed, build)
     return conv, _random_bn(c, _gen(seed + 100)), nxt
@@ -393,9 +443,10 @@ def _param_check(module: nn.Module, name: str, want: torch.Tensor | None, what: 
 
 
 def _surgery_case(label: str, seed: int, c_in: int, c: int, c_out: int, keep, bias: bool = True,
-                  next_bias: bool = True, stride: int = 1, kernel: int = 3, next_kernel: int = 3) -> Case:
+                  next_bias: bool = True, stride: int = 1, kernel: int = 3, next_kernel: int = 3,
+                  dilation: int = 1) -> Case:
     def run(fn):
-        conv, bn, nxt = _surgery_modules(seed, c_in, c, c_out, bias, next_bias, stride, kernel, next_kernel)
+        conv, bn, nxt = _surgery_modules(seed, c_in, c, c_out, bias, next_bias, stride, kernel, next_kernel, dilation)
         keep_t = torch.as_tensor(keep, dtype=torch.long)
         states = [copy.deepcopy(m.state_dict()) for m in (conv, bn, nxt)]
         keep_before = keep_t.clone()
@@ -495,6 +546,7 @@ def _surgery_cases() -> list[Case]:
         _surgery_case("stride 2, 5x5 kernel, 1x1 next conv without bias", 5, 4, 8, 6, [0, 3, 4, 7], stride=2, kernel=5,
                       next_kernel=1, next_bias=False),
         _surgery_case("keep the last channels only", 6, 3, 6, 3, [3, 4, 5]),
+        _surgery_case("dilation 2 in both convs (padding 2)", 7, 3, 5, 4, [0, 2, 3], dilation=2),
     ]
     g = _gen(34)
     for i, (c_in, c, c_out) in enumerate([(3, 16, 8), (8, 32, 16), (16, 12, 20), (4, 9, 9)]):
@@ -533,6 +585,17 @@ def _macs_diagnose(conv: nn.Conv2d, hw, got: int) -> str:
         return "each output value needs kh · kw multiplications per input channel. " + _MACS_HINT
     if got == conv.weight.numel() and got != right:
         return "that is the number of weights; each weight is used once per output position. " + _MACS_HINT
+    (sh, sw), (ph, pw), (dh, dw) = _pair(conv.stride), _pair(conv.padding), _pair(conv.dilation)
+    per_position = c_out * (c_in // groups) * kh * kw
+    no_dilation = ((h + 2 * ph - kh) // sh + 1) * ((w + 2 * pw - kw) // sw + 1) * per_position
+    if conv.dilation != (1, 1) and got == no_dilation:
+        return ("a dilated kernel spans dilation·(k - 1) + 1 pixels: the output shrinks by dilation·(k - 1), "
+                "not k - 1. " + _MACS_HINT)
+    square = ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1) * ((w + 2 * ph - dh * (kw - 1) - 1) // sh + 1) * per_position
+    out_0 = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1                       # every pair read at [0]
+    if got in (square, out_0 ** 2 * per_position, out_0 ** 2 * c_out * (c_in // groups) * kh * kh):
+        return ("stride, padding, dilation and the input are pairs (height, width) that can differ: compute out_h "
+                "with the [0] entries and out_w with the [1] entries. " + _MACS_HINT)
     return _MACS_HINT
 
 
@@ -542,10 +605,10 @@ def _macs_case(label: str, conv: nn.Conv2d, hw, expected: int | None = None) -> 
         out = fn(conv, hw)
         expect(all(torch.equal(before[k], v) for k, v in conv.state_dict().items()), "your function changed the conv",
                "only read the layer's attributes (in_channels, kernel_size, stride...) or run it on a copy")
-        whole_tensor = isinstance(out, torch.Tensor) and out.numel() == 1 and not out.is_floating_point()
-        expect((isinstance(out, int) and not isinstance(out, bool)) or whole_tensor
-               or (isinstance(out, float) and out == int(out)),
-               f"returned {out!r:.40} ({type(out).__name__}), expected a whole number", "return an int")
+        expect(isinstance(out, int) and not isinstance(out, bool),
+               f"returned {out!r:.40} ({type(out).__name__}), expected a whole number of type int",
+               "return a Python int: products of the layer's int attributes are ints (wrap a tensor or float "
+               "in int(...) only if it is a whole number)")
         got = int(out)
         want = reference_conv_macs(conv, hw) if expected is None else expected
         expect(got == want, f"conv_macs({_describe_conv(conv)}, input {tuple(_pair(hw))}) returned {got:,}, "
@@ -554,12 +617,13 @@ def _macs_case(label: str, conv: nn.Conv2d, hw, expected: int | None = None) -> 
 
 
 def _describe_conv(conv: nn.Conv2d) -> str:
-    extras = [f"stride={conv.stride[0]}" if conv.stride != (1, 1) else "",
-              f"padding={conv.padding[0]}" if conv.padding != (0, 0) else "",
+    one = lambda pair: pair[0] if pair[0] == pair[1] else tuple(pair)        # noqa: E731
+    extras = [f"stride={one(conv.stride)}" if conv.stride != (1, 1) else "",
+              f"padding={one(conv.padding)}" if conv.padding != (0, 0) else "",
               f"groups={conv.groups}" if conv.groups != 1 else "",
-              f"dilation={conv.dilation[0]}" if conv.dilation != (1, 1) else ""]
+              f"dilation={one(conv.dilation)}" if conv.dilation != (1, 1) else ""]
     extra = ", ".join(e for e in extras if e)
-    return f"Conv2d({conv.in_channels}, {conv.out_channels}, {conv.kernel_size[0]}{', ' + extra if extra else ''})"
+    return f"Conv2d({conv.in_channels}, {conv.out_channels}, {one(conv.kernel_size)}{', ' + extra if extra else ''})"
 
 
 def _macs_cases() -> list[Case]:
@@ -578,6 +642,15 @@ def _macs_cases() -> list[Case]:
         _macs_case("non-square 5x3 kernel on a 12x7 input", conv(3, 5, (5, 3)), (12, 7), 8 * 5 * 5 * 3 * 15),
         _macs_case("a pruned layer: 128->77 channels on 8x8", conv(128, 77, 3, padding=1), (8, 8),
                    8 * 8 * 77 * 128 * 9),
+        _macs_case("dilation 2: a 3x3 kernel spans 5x5, padding 2 keeps 10x10", conv(4, 6, 3, padding=2, dilation=2),
+                   (10, 10), 10 * 10 * 6 * 4 * 9),
+        _macs_case("dilation 3 without padding: 11x11 -> 5x5", conv(2, 3, 3, dilation=3), (11, 11), 5 * 5 * 3 * 2 * 9),
+        _macs_case("dilation (2, 3), padding (1, 0) on 9x12 -> 7x6", conv(3, 4, 3, padding=(1, 0), dilation=(2, 3)),
+                   (9, 12), 7 * 6 * 4 * 3 * 9),
+        _macs_case("stride (2, 1), padding (1, 0): 8x8 -> 4x6", conv(5, 7, 3, stride=(2, 1), padding=(1, 0)), (8, 8),
+                   4 * 6 * 7 * 5 * 9),
+        _macs_case("kernel (1, 3), stride (1, 2), padding (0, 1) on 6x10 -> 6x5",
+                   conv(2, 2, (1, 3), stride=(1, 2), padding=(0, 1)), (6, 10), 6 * 5 * 2 * 2 * 3),
     ]
     g = _gen(35)
     for i in range(6):
@@ -594,61 +667,409 @@ def check_conv_macs(fn: Callable, strict: bool | None = None) -> CheckResult:
     """Check ``conv_macs(conv, input_hw)``: the multiply-accumulates of one image through ``conv``,
     ``out_h · out_w · c_out · (c_in / groups) · kh · kw`` (output size from stride, padding, kernel)."""
     return run_check("conv_macs", fn, _macs_cases, hint=_MACS_HINT,
-                     passed="output size from stride/padding, kernel, groups, 1x1 shortcuts", strict=strict)
+                     passed="output size from stride/padding/dilation (also non-square), kernel, groups, "
+                            "1x1 shortcuts, an int", strict=strict)
 
 
-# ============================================================================ residual_group_importance
-_GROUP_HINT = ("score each member with its own per-filter L2 norm (shapes differ: a 1x1 shortcut and 3x3 convs) "
-               "and ADD the scores: `sum(w.flatten(1).norm(dim=1) for w in weights)`")
+# ============================================================================ sensitivity_scan
+_SCAN_HINT = ("for each group of surgery.dependency_groups(model) and each amount: pruned = "
+              "surgery.prune_channels(model, {group: amount}) (always from the ORIGINAL model), pruned.eval(), "
+              "accuracy = (pruned(images).argmax(1) == labels).float().mean().item(); return {group: [accuracies]}")
 
 
-def _group_case(label: str, weights: list[torch.Tensor], expected=None) -> Case:
+def _tiny_vgg(seed: int, channels=(6, "M", 8, "M", 10), num_classes: int = 4) -> nn.Module:
+    """A small VGG with random weights and non-trivial BatchNorm statistics, in eval mode."""
+    from ..models import VGG
+
+    model = _seeded(seed, lambda: VGG(channels=channels, num_classes=num_classes))
+    g = _gen(seed + 1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(torch.rand(c, generator=g) * 1.5 + 0.1)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.3)
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+    return model.eval()
+
+
+def _labelled_images(model: nn.Module, shape, n: int, seed: int, noise: float = 0.3):
+    """Random images labelled mostly with the model's own predictions (dense accuracy about 1 - noise).
+
+    The classifier's bias is first centred on these images' features: a random network would otherwise
+    predict one class for every image, and pruning could not change its accuracy.
+    """
+    g = _gen(seed)
+    x = torch.randn(n, *shape, generator=g) + 2 * torch.randn(n, shape[0], *[1] * (len(shape) - 1), generator=g)
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    features = []
+    hook = last.register_forward_hook(lambda mod, inputs, output: features.append(inputs[0]))
+    with torch.no_grad():
+        model.eval()(x)
+        hook.remove()
+        last.bias.copy_(-(features[0] @ last.weight.T).mean(0))
+        y = model(x).argmax(1)
+    flip = torch.rand(n, generator=g) < noise
+    y[flip] = torch.randint(0, int(y.max()) + 1, (int(flip.sum()),), generator=g)
+    return x, y
+
+
+def _scan_diagnose(model, amounts, x, y, got: dict, want: dict) -> str:
+    """Name the mistake by re-running the scan the wrong ways learners write it."""
+    flat = lambda d: [v for k in want for v in d[k]]           # noqa: E731
+    g, w = flat(got), flat(want)
+    if all(abs(a - (1 - b)) < 1e-6 for a, b in zip(g, w)):
+        return "those are error rates; return the ACCURACY (fraction of correct predictions). " + _SCAN_HINT
+    if all(abs(a - 100 * b) < 1e-4 for a, b in zip(g, w)):
+        return "accuracy as a fraction in [0, 1], not a percentage. " + _SCAN_HINT
+    dense = (model.eval()(x).argmax(1) == y).float().mean().item()
+    if all(abs(a - (dense - b)) < 1e-6 for a, b in zip(g, w)):
+        return "that is the accuracy DROP; return the accuracy itself. " + _SCAN_HINT
+    has_bn = all(any(isinstance(model.get_submodule(m), nn.BatchNorm2d) for m in grp.norms)
+                 for grp in dependency_groups(model))
+    bn = {n: [(prune_channels(model, {n: a}, importance="bn").eval()(x).argmax(1) == y).float().mean().item()
+              for a in amounts] for n in want} if has_bn else None
+    if bn is not None and all(abs(a - b) < 1e-6 for a, b in zip(g, flat(bn))):
+        return "rank the channels by filter L2 norm (prune_channels' default importance), not by |γ|. " + _SCAN_HINT
+    return ("each entry must be the accuracy with ONE group pruned and every other group whole: prune a fresh "
+            "copy of the original model each time, and evaluate in eval mode (BatchNorm must use its running "
+            "statistics, not the batch's). " + _SCAN_HINT)
+
+
+def _scan_case(label: str, build: Callable[[], nn.Module], shape, amounts, n: int, seed: int,
+               train_mode: bool = False) -> Case:
     def run(fn):
-        out = call(fn, weights)
-        c = weights[0].shape[0]
-        got = _as_scores(out, c)
-        want = reference_residual_group_importance([w.double() for w in weights]) if expected is None else \
-            torch.tensor(expected, dtype=torch.float64)
-        norms = [w.detach().double().flatten(1).norm(dim=1) for w in weights]
-        hint = _GROUP_HINT
-        if len(weights) > 1 and _close(got, norms[0]) and not _close(want, norms[0]):
-            hint = "you scored only the first member; every producer adds into the channel. " + _GROUP_HINT
-        elif len(weights) > 1 and _close(got, norms[-1]) and not _close(want, norms[-1]):
-            hint = "you scored only the last member; every producer adds into the channel. " + _GROUP_HINT
-        elif _close(got, torch.stack(norms).pow(2).sum(0).sqrt()):
-            hint = ("that is one L2 norm over all members' weights together; the group score ADDS the members' "
-                    "norms. " + _GROUP_HINT)
-        elif _close(got, torch.stack(norms).mean(0)):
-            hint = "that is the mean; the group score is the SUM of the members' norms. " + _GROUP_HINT
-        elif _close(got, torch.stack(norms).max(0).values):
-            hint = "that is the max; the group score is the SUM of the members' norms. " + _GROUP_HINT
-        elif _close(got, torch.stack(norms).pow(2).sum(0)):
-            hint = "those are squared norms: take each member's L2 norm (with the square root). " + _GROUP_HINT
-        expect(_close(got, want), f"got {describe_tensor(got)}, expected {describe_tensor(want)}", hint)
+        model = build()
+        x, y = _labelled_images(model, shape, n, seed)
+        model.train(train_mode)
+        state = copy.deepcopy(model.state_dict())
+        with torch.no_grad():
+            want = reference_sensitivity_scan(model, amounts, x, y)
+        model.train(train_mode)
+        x_given, y_given = x.clone(), y.clone()
+        out = fn(model, list(amounts), x_given, y_given)
+        expect(torch.equal(x_given, x) and torch.equal(y_given, y), "your function changed the images or labels",
+               "only read them")
+        now = model.state_dict()
+        expect(all(torch.equal(state[k], now[k]) for k in state),
+               "your function changed the model (its weights or BatchNorm running statistics)",
+               "prune_channels returns a new model; never prune or run the original in place (a forward pass in "
+               "train mode updates the BatchNorm statistics)")
+        expect(isinstance(out, dict), f"returned {type(out).__name__}, expected a dict {{group name: [accuracy, ...]}}",
+               _SCAN_HINT)
+        expect(list(out) == list(want), f"returned the groups {list(out)}, expected {list(want)}",
+               "one entry per group of surgery.dependency_groups(model), named g.name, in that order")
+        for name, accs in out.items():
+            expect(isinstance(accs, (list, tuple)) and len(accs) == len(amounts),
+                   f"group {name!r}: got {accs!r:.60}, expected a list of {len(amounts)} accuracies (one per amount)",
+                   _SCAN_HINT)
+            expect(all(isinstance(a, float) for a in accs),
+                   f"group {name!r}: accuracies of type {sorted({type(a).__name__ for a in accs})}, expected Python "
+                   "floats", "turn a 0-d tensor into a float with .item()")
+        with torch.no_grad():
+            bad = [(name, i) for name in want for i in range(len(amounts)) if abs(out[name][i] - want[name][i]) > 1e-6]
+            if bad:
+                name, i = bad[0]
+                raise CheckFailed(f"group {name!r} at amount {amounts[i]}: accuracy {out[name][i]:.4g}, expected "
+                                  f"{want[name][i]:.4g}", _scan_diagnose(model.eval(), amounts, x, y, out, want))
     return Case(label, run)
 
 
-def _group_cases() -> list[Case]:
-    a = torch.tensor([[[[3.0, 4.0]]], [[[0.0, 1.0]]]])            # norms [5, 1]
-    b = torch.tensor([[[[0.0, 0.0]]], [[[6.0, 8.0]]]])            # norms [0, 10]
-    shortcut = torch.tensor([[[[2.0]], [[0.0]]], [[[0.0]], [[0.0]]]])   # (2, 2, 1, 1): norms [2, 0]
-    cases = [
-        _group_case("two members: norms [5, 1] and [0, 10]", [a, b], [5.0, 11.0]),
-        _group_case("one member = channel L2 norm", [a], [5.0, 1.0]),
-        _group_case("a 1x1 shortcut conv (2 inputs) and a 3x1x2 conv", [shortcut, a], [7.0, 1.0]),
-        _group_case("three members", [a, b, a], [10.0, 12.0]),
+def _scan_cases() -> list[Case]:
+    from ..models import LeNet5, LeNet300
+
+    return [
+        _scan_case("tiny VGG (3 groups), amounts [0, 0.5, 0.75], 64 images", lambda: _tiny_vgg(51), (3, 12, 12),
+                   [0.0, 0.5, 0.75], 64, 52),
+        _scan_case("the same VGG handed over in TRAIN mode", lambda: _tiny_vgg(53), (3, 12, 12), [0.25, 0.9], 48, 54,
+                   train_mode=True),
+        _scan_case("LeNet-300-100 (groups fc1, fc2), amounts [0.5, 0.9, 0.99]", lambda: _seeded(55, LeNet300).eval(),
+                   (1, 28, 28), [0.5, 0.9, 0.99], 40, 56),
+        _scan_case("a VGG with 4 groups, a single amount", lambda: _tiny_vgg(57, (4, 6, "M", 8, 5)), (3, 8, 8),
+                   [0.6], 32, 58),
+        _scan_case("amount 0 only: every entry is the dense accuracy", lambda: _tiny_vgg(59), (3, 12, 12), [0.0],
+                   32, 60),
+        _scan_case("LeNet-5: conv groups without BatchNorm, then a Linear group", lambda: _seeded(61, LeNet5).eval(),
+                   (1, 28, 28), [0.3, 0.8], 24, 62),
     ]
-    g = _gen(36)
-    for c, members in ((16, 4), (32, 4), (64, 3), (8, 2)):
-        weights = [torch.randn(c, c // 2, 1, 1, generator=g)] + \
-                  [torch.randn(c, c, 3, 3, generator=g) * (0.5 + j) for j in range(members - 1)]
-        cases.append(_group_case(f"random group of {members} producers, {c} channels (1x1 shortcut + 3x3 convs)",
-                                 weights))
-    return cases
 
 
-def check_residual_group_importance(fn: Callable, strict: bool | None = None) -> CheckResult:
-    """Check ``residual_group_importance(weights)``: ``Σ_m ‖W_m[c]‖₂`` over a list of conv weights that share
-    their output channels (the producers of one dependency group); inputs untouched."""
-    return run_check("residual_group_importance", fn, _group_cases, hint=_GROUP_HINT,
-                     passed="summed over all producers, per-member L2 norms, mixed kernel sizes", strict=strict)
+def check_sensitivity_scan(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``sensitivity_scan(model, amounts, images, labels)``: ``{group: [accuracy, ...]}`` with one group at
+    a time pruned from the original model (filter L2), evaluated in eval mode, Python floats; model untouched."""
+    return run_check("sensitivity_scan", fn, _scan_cases, hint=_SCAN_HINT,
+                     passed="one group at a time from the original model, eval mode, accuracies as floats, "
+                            "model untouched", strict=strict)
+
+
+# ============================================================================ plan_for_mac_budget
+_PLAN_HINT = ("drop[g][i] = dense_accuracy - scan[g][i]; for each tolerance t in sorted(set of all drops): plan = "
+              "{g: the LARGEST amount with drop <= t (0.0 if none)}; count macs = measure.count_macs("
+              "surgery.prune_channels(model, plan), input_shape)['dense']; return the first plan with macs <= "
+              "mac_budget; raise ValueError if none fits")
+
+
+def _plan_variants(model, amounts, scan, dense, budget, shape) -> dict[str, dict | None]:
+    """Plans that common mistakes return, to name the one a learner made."""
+    def search(ts, pick=max, fits=lambda m: m <= budget, drop=lambda acc: dense - acc):
+        for t in ts:
+            plan = {g: pick([a for a, acc in zip(amounts, accs) if drop(acc) <= t], default=0.0)
+                    for g, accs in scan.items()}
+            if fits(count_macs(prune_channels(model, plan), tuple(shape))["dense"]):
+                return plan
+        return None
+    drops = sorted({dense - acc for accs in scan.values() for acc in accs})
+    dense_macs = count_macs(model, tuple(shape))["dense"]
+    estimate = lambda plan: dense_macs * (1 - sum(plan.values()) / len(plan)) ** 2   # noqa: E731
+    return {
+        "the SMALLEST tolerance that fits is wanted: try the drops in ascending order": search(drops[::-1]),
+        "each group gets the LARGEST amount within the tolerance, not the smallest": search(drops, pick=min),
+        "the budget is met when macs <= mac_budget (equal is allowed)": search(drops, fits=lambda m: m < budget),
+        "compare the accuracy DROP (dense_accuracy - accuracy) with the tolerance, not the accuracy itself":
+            search(sorted({acc for accs in scan.values() for acc in accs}), drop=lambda acc: acc),
+        "count the MACs of the pruned model (measure.count_macs of surgery.prune_channels(model, plan)); "
+        "(1 - p)² is only an estimate": _estimated_search(drops, amounts, scan, dense, budget, estimate),
+    }
+
+
+def _estimated_search(drops, amounts, scan, dense, budget, estimate):
+    for t in drops:
+        plan = {g: max([a for a, acc in zip(amounts, accs) if dense - acc <= t], default=0.0) for g, accs in scan.items()}
+        if estimate(plan) <= budget:
+            return plan
+    return None
+
+
+def _plan_case(label: str, build: Callable[[], nn.Module], amounts, scan, dense: float, budget_of, shape,
+               expect_error: bool = False) -> Case:
+    def run(fn):
+        model = build()
+        budget = int(budget_of(model))
+        state = copy.deepcopy(model.state_dict())
+        scan_before = copy.deepcopy(scan)
+        if expect_error:
+            try:
+                out = fn(model, list(amounts), copy.deepcopy(scan), dense, budget, tuple(shape))
+            except ValueError:
+                return
+            raise CheckFailed(f"returned {out!r:.80} although no plan from this scan fits {budget:,} MACs",
+                              "when no tolerance reaches the budget, `raise ValueError(...)` (a plan over budget "
+                              "would be silently wrong)")
+        given = copy.deepcopy(scan)
+        out = fn(model, list(amounts), given, dense, budget, tuple(shape))
+        expect(given == scan_before, "your function changed the scan it was given", "read the scan; do not modify it")
+        now = model.state_dict()
+        expect(all(torch.equal(state[k], now[k]) for k in state), "your function changed the model",
+               "prune_channels returns a new model; leave the original alone")
+        expect(isinstance(out, dict), f"returned {type(out).__name__}, expected a dict {{group: amount}}", _PLAN_HINT)
+        expect(set(out) == set(scan), f"the plan names the groups {sorted(out)}, expected every group of the scan "
+                                      f"{sorted(scan)}", "give every group of the scan an amount (0.0 = not pruned)")
+        for g, a in out.items():
+            expect(isinstance(a, (int, float)) and not isinstance(a, bool),
+                   f"group {g!r}: amount {a!r:.40} ({type(a).__name__}), expected a number", _PLAN_HINT)
+        macs = count_macs(prune_channels(model, {g: float(a) for g, a in out.items()}), tuple(shape))["dense"]
+        expect(macs <= budget, f"your plan {out} leaves {macs:,} MACs, over the budget of {budget:,}",
+               "count the MACs of the pruned model itself (measure.count_macs), do not estimate them")
+        want = reference_plan_for_mac_budget(model, amounts, scan, dense, budget, shape)
+        if any(abs(float(out[g]) - want[g]) > 1e-12 for g in want):
+            hint = _PLAN_HINT
+            for mistake, plan in _plan_variants(model, amounts, scan, dense, budget, shape).items():
+                if plan is not None and all(abs(float(out[g]) - plan[g]) < 1e-12 for g in plan):
+                    hint = mistake + ". " + _PLAN_HINT
+                    break
+            raise CheckFailed(f"plan {out}, expected {want} (budget {budget:,} MACs)", hint)
+    return Case(label, run)
+
+
+def _plan_cases() -> list[Case]:
+    amounts = [0.25, 0.5, 0.75]
+    vgg = lambda: _tiny_vgg(61)                                    # noqa: E731   groups conv1, conv2, conv3
+    scan = {"conv1": [60 / 64, 40 / 64, 20 / 64], "conv2": [63 / 64, 62 / 64, 50 / 64],
+            "conv3": [64 / 64, 61 / 64, 58 / 64]}
+    shape = (3, 12, 12)
+    macs_of = lambda plan: lambda m: count_macs(prune_channels(m, plan), shape)["dense"]   # noqa: E731
+    vgg4 = lambda: _tiny_vgg(62, (4, 6, "M", 8, 5))               # noqa: E731   conv1..conv4
+    scan4 = {"conv1": [0.5, 0.5, 0.25], "conv2": [0.875, 0.75, 0.5], "conv3": [1.0, 1.0, 0.625],
+             "conv4": [0.9375, 0.8125, 0.5]}
+    return [
+        _plan_case("budget = the dense MACs: the smallest tolerance already fits", vgg, amounts, scan, 1.0,
+                   lambda m: count_macs(m, shape)["dense"], shape),
+        _plan_case("budget exactly equal to a plan's MACs (<= is allowed)", vgg, amounts, scan, 1.0,
+                   macs_of({"conv1": 0.0, "conv2": 0.5, "conv3": 0.5}), shape),
+        _plan_case("budget one MAC below that plan", vgg, amounts, scan, 1.0,
+                   lambda m: macs_of({"conv1": 0.0, "conv2": 0.5, "conv3": 0.5})(m) - 1, shape),
+        _plan_case("half the dense MACs", vgg, amounts, scan, 1.0, lambda m: count_macs(m, shape)["dense"] // 2, shape),
+        _plan_case("4 groups, accuracy that RISES when pruning (negative drops), 60 % of the MACs", vgg4, amounts,
+                   scan4, 0.9375, lambda m: 0.6 * count_macs(m, (3, 8, 8))["dense"], (3, 8, 8)),
+        _plan_case("4 groups, 35 % of the MACs", vgg4, amounts, scan4, 0.9375,
+                   lambda m: 0.35 * count_macs(m, (3, 8, 8))["dense"], (3, 8, 8)),
+        _plan_case("a budget no plan reaches raises ValueError", vgg, amounts, scan, 1.0,
+                   lambda m: count_macs(m, shape)["dense"] // 50, shape, expect_error=True),
+    ]
+
+
+def check_plan_for_mac_budget(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``plan_for_mac_budget(model, amounts, scan, dense_accuracy, mac_budget, input_shape)``: the plan of the
+    smallest tolerance whose counted MACs fit the budget (largest amount within tolerance per group); ValueError
+    when none fits; model and scan untouched."""
+    return run_check("plan_for_mac_budget", fn, _plan_cases, hint=_PLAN_HINT,
+                     passed="smallest tolerance, largest amount per group, counted MACs <= budget (equality too), "
+                            "negative drops, ValueError", strict=strict)
+
+
+# ============================================================================ prune_residual_group
+_RES_HINT = ("score = Σ over g.producers of the filter L2 norms; keep = keep_indices(score, amount); on a deep copy "
+             "replace every producer by a layer with the kept OUTPUT rows (and bias entries), every norm by a "
+             "BatchNorm with the kept γ, β, running mean and var, every consumer by a layer with the kept INPUT "
+             "channels (a Linear: columns c*spatial ... c*spatial+spatial-1 of each kept channel c)")
+
+
+def _tiny_resnet(seed: int) -> nn.Module:
+    from ..models import ResNet20
+
+    model = _seeded(seed, lambda: ResNet20(widths=(4, 6, 8), blocks_per_stage=2, num_classes=5))
+    g = _gen(seed + 1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(torch.rand(c, generator=g) + 0.3)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+    return model.eval()
+
+
+def _kept_rows(old: torch.Tensor, new: torch.Tensor) -> list[int] | None:
+    """Which rows of ``old`` the learner's ``new`` weight kept (by matching rows), or None."""
+    flat_old, flat_new = old.detach().flatten(1), new.detach().flatten(1)
+    if flat_new.shape[1] != flat_old.shape[1]:
+        return None
+    rows = []
+    for r in flat_new:
+        hits = (flat_old == r).all(1).nonzero().flatten()
+        if hits.numel() != 1:
+            return None
+        rows.append(int(hits))
+    return rows
+
+
+def _res_diagnose(model, group, amount, out) -> str:
+    g = {grp.name: grp for grp in dependency_groups(model)}[group]
+    norms = [reference_channel_l2_importance(model.get_submodule(p).weight).double() for p in g.producers]
+    first = g.producers[0]
+    try:
+        rows = _kept_rows(model.get_submodule(first).weight, out.get_submodule(first).weight)
+    except (AttributeError, torch.nn.modules.module.ModuleAttributeError if hasattr(torch.nn.modules.module,
+                                                                                 "ModuleAttributeError") else
+            AttributeError):
+        rows = None
+    if rows is not None and len(g.producers) > 1:
+        for scores, mistake in ((norms[0], "you scored only the first producer"),
+                                (norms[-1], "you scored only the last producer"),
+                                (torch.stack(norms).max(0).values, "that is the max over the producers")):
+            if sorted(rows) == reference_keep_indices(scores, amount).tolist():
+                return f"{mistake}; every producer adds into the channel: SUM their norms. " + _RES_HINT
+    if rows is not None:
+        total = sum(norms)
+        n_remove = min(int(round(amount * g.size)), g.size - 1)
+        if sorted(rows) == torch.sort(total, stable=True).indices[:g.size - n_remove].sort().values.tolist():
+            return "you kept the LOWEST scores: high score = important = kept. " + _RES_HINT
+        if sorted(rows) != rows:
+            return "keep the kept channels in their original order (sorted indices). " + _RES_HINT
+    return _RES_HINT
+
+
+def _res_case(label: str, build: Callable[[], nn.Module], group: str, amount: float, shape) -> Case:
+    def run(fn):
+        model = build()
+        state = copy.deepcopy(model.state_dict())
+        x = torch.randn(3, *shape, generator=_gen(70))
+        out = fn(model, group, amount)
+        now = model.state_dict()
+        expect(set(now) == set(state) and all(now[k].shape == state[k].shape and torch.equal(now[k], state[k])
+                                              for k in state),
+               "your function changed the input model", "work on `copy.deepcopy(model)`; the caller keeps the original")
+        expect(isinstance(out, nn.Module), f"returned {type(out).__name__}, expected the new, smaller model",
+               "return the pruned copy")
+        expect(out is not model, "returned the input model itself", "work on and return `copy.deepcopy(model)`")
+        found = {g.name: g for g in dependency_groups(model)}[group]
+        scores = sum(reference_channel_l2_importance(model.get_submodule(p).weight) for p in found.producers)
+        keep = reference_keep_indices(scores, amount)
+        want_model = shrink(model, {group: keep})
+        want, got = want_model.state_dict(), out.state_dict()
+        missing = sorted(set(want) - set(got))
+        expect(not missing, f"the new model lacks {missing[:3]}", "replace layers; do not delete them")
+        for key, ref in want.items():
+            mine = got[key]
+            if mine.shape != ref.shape:
+                layer = key.rpartition(".")[0]
+                if layer in found.norms:
+                    hint = "every BatchNorm of the group loses the removed channels (γ, β, running mean and var). "
+                elif layer in {c.name for c in found.consumers}:
+                    hint = (f"{layer} READS the group's channels: remove its INPUT channels (dim 1), at every "
+                            "consumer of the group (the next blocks, a shortcut conv, the classifier). ")
+                elif layer in found.producers:
+                    hint = f"{layer} PRODUCES the group's channels: remove its OUTPUT rows (dim 0). "
+                else:
+                    hint = f"{layer} is not part of group {group!r}: leave it as it was. "
+                raise CheckFailed(f"{key} has shape {tuple(mine.shape)}, expected {tuple(ref.shape)}", hint + _RES_HINT)
+        wrong = [k for k in want if not torch.equal(got[k].to(want[k].dtype), want[k])]
+        if wrong:
+            key = wrong[0]
+            if "running" in key:
+                hint = ("copy the running statistics of the kept channels too (eval mode normalises with "
+                        "running_mean and running_var). " + _RES_HINT)
+            else:
+                hint = _res_diagnose(model, group, amount, out)
+            raise CheckFailed(f"{key} holds the wrong values ({describe_tensor(got[key])}, expected "
+                              f"{describe_tensor(want[key])})", hint)
+        for name, m in out.named_modules():
+            sizes = {"in_channels": 1, "out_channels": 0, "in_features": 1, "out_features": 0}
+            for attr, dim in sizes.items():
+                if hasattr(m, attr) and isinstance(getattr(m, "weight", None), torch.Tensor):
+                    expect(getattr(m, attr) == m.weight.shape[dim],
+                           f"{name}.{attr} = {getattr(m, attr)} but its weight has shape {tuple(m.weight.shape)}",
+                           "build new layers of the new size (nn.Conv2d(...)/nn.Linear(...)) rather than only "
+                           "swapping the weight tensors: tools read these attributes")
+            if isinstance(m, nn.BatchNorm2d):
+                expect(m.num_features == m.weight.shape[0], f"{name}.num_features = {m.num_features} but γ has "
+                       f"{m.weight.shape[0]} entries", "create it as nn.BatchNorm2d(len(keep), eps=..., momentum=...)")
+        masked = channel_masks_as_zeros(model, {group: keep}).eval()
+        with torch.no_grad():
+            y_out, y_masked = out.eval()(x), masked(x)
+        expect(torch.allclose(y_out, y_masked, rtol=1e-5, atol=1e-5),
+               f"the pruned model's output differs from the masked model's by {(y_out - y_masked).abs().max():.3g}",
+               _RES_HINT)
+        for name, p in out.named_parameters():
+            expect(p.requires_grad, f"{name} does not require grad: the pruned model could not be fine-tuned",
+                   "copy values into new parameters under torch.no_grad() instead of detached tensors")
+    return Case(f"{label} (group {group!r}, amount {amount})", run)
+
+
+def _res_cases() -> list[Case]:
+    from ..models import LeNet5
+
+    resnet = lambda: _tiny_resnet(71)                              # noqa: E731
+    lenet5 = lambda: _seeded(72, LeNet5).eval()                    # noqa: E731
+    return [
+        _res_case("ResNet, block-internal group (a plain chain)", resnet, "stage1.0.conv1", 0.5, (3, 8, 8)),
+        _res_case("ResNet, stage 1: stem conv + 2 residual convs, read by the next stage and its shortcut", resnet,
+                  "stage1", 0.5, (3, 8, 8)),
+        _res_case("ResNet, stage 2: a 1x1 shortcut conv among the producers", resnet, "stage2", 0.34, (3, 8, 8)),
+        _res_case("ResNet, stage 3: read by the Linear classifier", resnet, "stage3", 0.25, (3, 8, 8)),
+        _res_case("amount 1.0 still keeps one channel", resnet, "stage2", 1.0, (3, 8, 8)),
+        _res_case("LeNet-5 conv1 (conv biases, no BatchNorm)", lenet5, "conv1", 0.3, (1, 28, 28)),
+        _res_case("LeNet-5 conv2, read by fc1 after Flatten (16 columns per channel)", lenet5, "conv2", 0.5,
+                  (1, 28, 28)),
+    ]
+
+
+def check_prune_residual_group(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``prune_residual_group(model, group, amount)``: a new model equal to surgery.shrink with the channels of
+    the lowest summed producer norms removed from every producer, norm and consumer; same function as the masked
+    model; sizes consistent; the input model untouched."""
+    return run_check("prune_residual_group", fn, _res_cases, hint=_RES_HINT,
+                     passed="summed group scores, producers/norms/consumers incl. shortcut and classifier, "
+                            "Flatten columns, output = masked model, input untouched", strict=strict)

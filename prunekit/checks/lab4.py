@@ -691,7 +691,7 @@ def _imp_case(label: str, rounds: int, fraction: float, rewind_step: int = 0, ou
     def run(fn):
         model, train_data, val_data = _imp_model(seed), _imp_data(seed + 1, 120), _imp_data(seed + 2, 60)
         theta0 = {n: t.detach().clone() for n, t in model.state_dict().items()}
-        eval_every = 4
+        eval_every = min(4, steps)
         out = fn(model, train_data, val_data, rounds, fraction, steps, eval_every, rewind_step, output_layer, seed)
         expect(isinstance(out, Mapping) and {"rewind_state", "rounds"} <= set(out),
                f"returned {type(out).__name__}, expected a dict with 'rewind_state' and 'rounds'",
@@ -781,6 +781,9 @@ def _imp_cases() -> list[Case]:
         _imp_case("late rewinding: θ_k after 5 steps of round 0", 2, 0.3, rewind_step=5, seed=2),
         _imp_case("late rewinding, output layer at half rate", 2, 0.4, rewind_step=3, output_layer="fc3.weight",
                   seed=3),
+        _imp_case("one round, p = 0.6", 1, 0.6, seed=4, steps=4),
+        _imp_case("p = 0.8: few survivors after 2 rounds", 2, 0.8, seed=5, steps=4),
+        _imp_case("late rewinding to θ_1", 1, 0.5, rewind_step=1, seed=6, steps=4),
     ]
 
 

@@ -126,6 +126,8 @@ def violations(sources: list[str], exercise: str, forbidden: list[str]) -> list[
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 defs[node.name] = node
             elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                # (grading passes only the statements its worker runs, so a later
+                # `f = use_or_reference(f, ...)` cell, never run there, is not read here)
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for target in targets:
                     if isinstance(target, ast.Name):

@@ -9,7 +9,7 @@ unchanged on a RemoteFunction: cases and judges stay in the grader.
 
 Example (needs a worker, so not run as a doctest)::
 
-    session = WorkerSession(); session.start([("1", "def double(x):\\n    return 2 * x\\n")])
+    session = WorkerSession(); session.start([("1", "def double(x):\\n    return 2 * x\\n", True)])
     RemoteFunction(session, "double")(21)      # -> 42
     session.close()
 """
@@ -58,8 +58,8 @@ class WorkerSession:
         self.failure = ""
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, cells: list[tuple[str, str]], timeout: float = 180) -> list[str]:
-        """Start the worker and run ``cells`` (label, source); returns their errors."""
+    def start(self, cells: list[tuple[str, str, bool]], timeout: float = 180) -> list[str]:
+        """Start the worker and run ``cells`` (label, source, report errors); returns their errors."""
         self.failure = ""
         try:
             self.sandbox.start()

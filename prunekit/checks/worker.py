@@ -8,7 +8,8 @@ answers.
 
 Requests (dicts, key ``op``):
 
-* ``exec``:  ``cells`` = ``[(label, source), ...]``: run them in one namespace; answers the errors.
+* ``exec``:  ``cells`` = ``[(label, source, report), ...]``: run them in one namespace; answers the errors
+  of the chunks marked ``report``.
 * ``call``:  ``name``, ``args``, ``kwargs``: call the learner's function; answers ``result`` (argument objects
   returned as references), the arguments' state after the call (``args``/``kwargs``, for in-place
   exercises), or the exception's type, message and the learner's line.
@@ -161,13 +162,14 @@ def _exec(namespace: dict, cells: list) -> None:
     import linecache
 
     errors = []
-    for label, source in cells:
+    for label, source, report in cells:
         filename = f"<cell {label}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         try:
             exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - running the submission is the point
         except BaseException as exc:  # noqa: BLE001 - report, and run the next cell like "Run all" with errors
-            errors.append(f"cell {label}: {type(exc).__name__}: {str(exc).strip()[:200]}")
+            if report:
+                errors.append(f"cell {label}: {type(exc).__name__}: {str(exc).strip()[:200]}")
     _answer(status="ok", errors=errors)
 
 
