@@ -1,4 +1,4 @@
-"""Datasets: MNIST and CIFAR-10, read from local files first, downloaded only when missing.
+"""Datasets: MNIST, CIFAR-10 and Tiny Shakespeare, read from local files first, downloaded only when missing.
 
 Where files are looked for, in this order:
 
@@ -73,6 +73,12 @@ CIFAR_ARCHIVE = RemoteFile("cifar-10-python.tar.gz",
                            "c58f30108f718f92721af3b95e74349a")
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+# Karpathy's char-rnn corpus (public-domain text, MIT-licensed repository), as nanoGPT's shakespeare_char uses it.
+SHAKESPEARE_FILE = RemoteFile("tinyshakespeare/input.txt",
+                              ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+                               "tinyshakespeare/input.txt",),
+                              "6fb458f1232090904fb40fe944165e91")
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -281,6 +287,78 @@ def cifar_archive_md5(root=None) -> str | None:
     return None
 
 
+# ----------------------------------------------------------------------------- Tiny Shakespeare
+class CharDataset(Dataset):
+    """A text as consecutive blocks of character ids, for next-character prediction.
+
+    Args:
+        ids: int64 tensor (N,) of character ids (one split of the text).
+        vocab: the characters, in id order (``vocab[i]`` is the character with id i).
+        block_size: characters per example.
+
+    ``dataset[i]`` returns ``(x, y)``: x = ids[i*block_size : (i+1)*block_size] and y the same
+    window shifted by one character (the targets), both int64 (block_size,). Blocks do not overlap;
+    :meth:`random_batch` draws blocks at random offsets instead, as training does.
+
+    Example:
+        >>> val = load_dataset("tinyshakespeare", "val")     # doctest: +SKIP
+        >>> x, y = val[0]; val.decode(x[:20])                # doctest: +SKIP
+        "?\n\nGREMIO:\nGood morrow, neighbour"
+    """
+
+    def __init__(self, ids: torch.Tensor, vocab: str, block_size: int = 128):
+        if not isinstance(block_size, int) or block_size < 1 or len(ids) <= block_size:
+            raise ValueError(f"block_size must be an int in [1, {len(ids) - 1}], got {block_size!r}")
+        self.ids, self.vocab, self.block_size = ids, vocab, block_size
+        self._index = {c: i for i, c in enumerate(vocab)}
+
+    def __len__(self) -> int:
+        return (len(self.ids) - 1) // self.block_size
+
+    def __getitem__(self, i: int):
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"block {i} out of range for {len(self)} blocks")
+        start = (i % len(self)) * self.block_size
+        chunk = self.ids[start:start + self.block_size + 1]
+        return chunk[:-1], chunk[1:]
+
+    def random_batch(self, batch_size: int, generator: torch.Generator | None = None):
+        """``batch_size`` blocks starting at random characters: (x, y), each int64 (batch_size, block_size)."""
+        starts = torch.randint(len(self.ids) - self.block_size, (batch_size,), generator=generator)
+        x = torch.stack([self.ids[s:s + self.block_size] for s in starts.tolist()])
+        y = torch.stack([self.ids[s + 1:s + 1 + self.block_size] for s in starts.tolist()])
+        return x, y
+
+    def encode(self, text: str) -> torch.Tensor:
+        """Character ids of ``text`` (int64 (len(text),)); every character must be in the vocabulary."""
+        unknown = sorted(set(text) - set(self._index))
+        if unknown:
+            raise ValueError(f"characters not in the vocabulary: {unknown}")
+        return torch.tensor([self._index[c] for c in text], dtype=torch.long)
+
+    def decode(self, ids) -> str:
+        """The text of a sequence of ids (a tensor or a list of ints)."""
+        return "".join(self.vocab[int(i)] for i in ids)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shakespeare(split: str, block_size: int, root, download: bool) -> CharDataset:
+    """Tiny Shakespeare as nanoGPT's shakespeare_char: first 90 % of the characters train, last 10 % validate."""
+    path = find_or_download(SHAKESPEARE_FILE, "Tiny Shakespeare", root, download)
+    if _sha256(path) != SHAKESPEARE_SHA256:  # a local copy is used as found, like CIFAR's archive
+        warnings.warn(f"{path} has SHA-256 {_sha256(path)}, not the official {SHAKESPEARE_SHA256}: using it "
+                      "anyway (perplexities may differ from the course's).", stacklevel=3)
+    text = path.read_text(encoding="utf-8")
+    vocab = "".join(sorted(set(text)))  # 65 characters; ids follow their Unicode order
+    index = {c: i for i, c in enumerate(vocab)}
+    ids = torch.tensor([index[c] for c in text], dtype=torch.long)
+    cut = int(0.9 * len(ids))
+    return CharDataset(ids[:cut] if split == "train" else ids[cut:], vocab, block_size)
+
+
 # ----------------------------------------------------------------------------- Dataset
 class ImageDataset(Dataset):
     """Images held in memory as uint8; normalised (and optionally augmented) on access.
@@ -347,8 +425,9 @@ def random_cutout(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, download: bool = True,
-                 augment: bool | None = None, cutout: int = 0) -> ImageDataset:
-    """Load ``"mnist"`` or ``"cifar10"``, split ``"train"`` or ``"test"``, as a torch Dataset.
+                 augment: bool | None = None, cutout: int = 0, block_size: int = 128) -> ImageDataset | CharDataset:
+    """Load ``"mnist"`` or ``"cifar10"`` (split ``"train"`` or ``"test"``) or ``"tinyshakespeare"``
+    (split ``"train"`` or ``"val"``) as a torch Dataset.
 
     Args:
         name: ``"mnist"`` (60,000 / 10,000 images of 1x28x28) or ``"cifar10"`` (50,000 / 10,000 of 3x32x32).
@@ -357,18 +436,24 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, d
         download: fetch missing files from the official source into the per-user cache.
         augment: random crop + flip; default True for the CIFAR-10 training split, else False.
         cutout: with ``augment``, also hide a random ``cutout`` x ``cutout`` square (0 = off).
+        block_size: Tiny Shakespeare only: characters per example.
 
     Returns:
-        An :class:`ImageDataset`; ``.targets`` holds the labels as an int64 tensor.
+        An :class:`ImageDataset` (``.targets`` holds the labels as an int64 tensor), or for
+        Tiny Shakespeare a :class:`CharDataset` of (x, y) character-id blocks, y shifted by one.
 
     Example:
         >>> test = load_dataset("mnist", "test")    # doctest: +SKIP
         >>> len(test), test[0][0].shape             # doctest: +SKIP
         (10000, torch.Size([1, 28, 28]))
     """
+    name = name.lower().replace("-", "")
+    if name == "tinyshakespeare":
+        if split not in ("train", "val"):
+            raise ValueError(f"Tiny Shakespeare's split must be 'train' or 'val', got {split!r}")
+        return _shakespeare(split, block_size, root, download)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    name = name.lower().replace("-", "")
     if name == "mnist":
         images, labels = _mnist_arrays(split, root, download)
         images = torch.from_numpy(images.copy()).unsqueeze(1)
@@ -380,7 +465,7 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, d
             augment = split == "train"
         return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels),
                             CIFAR_MEAN, CIFAR_STD, augment=augment, classes=CIFAR_CLASSES, cutout=cutout)
-    raise ValueError(f"unknown dataset {name!r}: expected 'mnist' or 'cifar10'")
+    raise ValueError(f"unknown dataset {name!r}: expected 'mnist', 'cifar10' or 'tinyshakespeare'")
 
 
 # ----------------------------------------------------------------------------- splits and loaders

@@ -15,6 +15,10 @@ resnet20   CIFAR-10 272,474      He et al. 2016's CIFAR ResNet: 3 stages x 3 bas
                                  16/32/64 channels (1x1-conv shortcuts where shapes change)
 ========== ======== ============ =========================================================
 
+A fifth, ``chargpt`` (Tiny Shakespeare, 3,225,665 parameters), is a small decoder-only transformer
+that predicts the next character; it lives in :mod:`prunekit.chargpt` (not a flat stack: its blocks
+add residuals) and is listed in ``LANGUAGE_MODEL_NAMES``, apart from the four image classifiers.
+
 Example:
     >>> model = build_model("lenet300")
     >>> sum(p.numel() for p in model.parameters())
@@ -149,17 +153,24 @@ class ResNet20(_Stack):
 
 MODEL_NAMES = ("lenet300", "lenet5", "vgg", "resnet20")
 INPUT_SHAPES = {"lenet300": (1, 28, 28), "lenet5": (1, 28, 28), "vgg": (3, 32, 32), "resnet20": (3, 32, 32)}
-DATASET_OF = {"lenet300": "mnist", "lenet5": "mnist", "vgg": "cifar10", "resnet20": "cifar10"}
+DATASET_OF = {"lenet300": "mnist", "lenet5": "mnist", "vgg": "cifar10", "resnet20": "cifar10",
+              "chargpt": "tinyshakespeare"}
+LANGUAGE_MODEL_NAMES = ("chargpt",)  # next-character models: input ids (B, T), output logits (B, T, vocab)
 
 
 def build_model(name: str, num_classes: int = 10) -> nn.Module:
-    """A freshly initialised model by name: ``"lenet300"``, ``"lenet5"``, ``"vgg"`` or ``"resnet20"``.
+    """A freshly initialised model by name: ``"lenet300"``, ``"lenet5"``, ``"vgg"``, ``"resnet20"``
+    or ``"chargpt"`` (:class:`prunekit.chargpt.CharGPT`; ``num_classes`` does not apply to it).
 
     Example:
         >>> build_model("vgg")(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
+    from .chargpt import CharGPT  # local import: the transformer is a module of its own
+
+    if name == "chargpt":
+        return CharGPT()
     builders = {"lenet300": LeNet300, "lenet5": LeNet5, "vgg": VGG, "resnet20": ResNet20}
     if name not in builders:
-        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}")
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES + LANGUAGE_MODEL_NAMES)}")
     return builders[name](num_classes=num_classes)

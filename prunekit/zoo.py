@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .data import cache_dir, cifar_archive_md5, load_dataset, make_loader, train_val_split
-from .models import DATASET_OF, MODEL_NAMES, build_model
+from .models import DATASET_OF, LANGUAGE_MODEL_NAMES, MODEL_NAMES, build_model
 from .train import (evaluate, get_device, make_optimizer, make_scheduler, recompute_batchnorm, seed_everything,
                     train, update_weight_average)
 
@@ -119,8 +119,8 @@ RECIPES = {
 
 
 def _check_name(name: str) -> None:
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown zoo model {name!r}: expected one of {', '.join(MODEL_NAMES)}")
+    if name not in MODEL_NAMES + LANGUAGE_MODEL_NAMES:
+        raise ValueError(f"unknown zoo model {name!r}: expected one of {', '.join(MODEL_NAMES + LANGUAGE_MODEL_NAMES)}")
 
 
 def checkpoint_path(name: str) -> Path:
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m prunekit.zoo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a zoo model with its recipe and save the checkpoint")
-    t.add_argument("name", choices=MODEL_NAMES)
+    t.add_argument("name", choices=MODEL_NAMES + LANGUAGE_MODEL_NAMES)
     t.add_argument("--epochs", type=int, help="override the recipe's epochs")
     t.add_argument("--cutout", type=int, help="override the recipe's cutout size (0 = off)")
     t.add_argument("--teacher", choices=MODEL_NAMES, help="distil from this shipped zoo model (default: the recipe's)")
@@ -406,12 +406,17 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--steps", type=int, help="chargpt only: override the recipe's optimizer steps")
     sub.add_parser("list", help="show the shipped checkpoints and their accuracy")
     sub.add_parser("table", help="print the README's markdown table of the shipped checkpoints")
     args = parser.parse_args(argv)
     if args.command == "train":
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.name in LANGUAGE_MODEL_NAMES:  # a language model (prunekit.zoo_language): its own LMRecipe
+            from .zoo_language import train_chargpt
+            train_chargpt(steps=args.steps, device=args.device, quiet=args.quiet)
+            return
         train_zoo_model(args.name, epochs=args.epochs, device=args.device, resume=args.resume, quiet=args.quiet,
                         cutout=args.cutout, teacher=args.teacher, lr=args.lr)
     elif args.command == "table":
