@@ -1,8 +1,12 @@
 import json
+import math
+import time
 
+import pytest
 import torch
 
-from prunekit.bench import bench_channel_pruning, bench_global_pruning, compare_masks, main, make_mlp
+from prunekit.bench import (MAX_SPREAD, bench_channel_pruning, bench_global_pruning, clock_for, compare_masks,
+                            is_noisy, main, make_mlp, spread, time_alternately)
 from prunekit.masks import topk_mask
 from prunekit.models import build_model
 
@@ -28,11 +32,13 @@ def test_make_mlp_sizes():
 
 def test_global_pruning_bench_structure_and_same_mask():
     model = _distinct_magnitudes(make_mlp((64, 128, 32, 10)))
-    result = bench_global_pruning(model, 0.9, repeats=2)
+    result = bench_global_pruning(model, 0.9, repeats=3)
     n = 64 * 128 + 128 * 32 + 32 * 10
     assert result["params"] == n and result["pruned"] == round(0.9 * n)
     assert result["prunekit_s"] > 0 and result["torch_s"] > 0
-    assert result["ratio"] == result["prunekit_s"] / result["torch_s"]
+    assert result["clock"] == "cpu" and result["threads"] == 1
+    assert result["ratio"] > 0 and result["ratio_spread"] >= 0      # median and IQR of the per-repeat ratios
+    assert result["noisy"] == (result["ratio_spread"] > MAX_SPREAD)
     assert result["same_mask"] and result["different_entries"] == 0
     assert result["tied_at_threshold"] == 1
     # the benchmark left its input dense
@@ -76,20 +82,63 @@ def test_fast_topk_mask_equals_the_stable_sort_definition():
 
 
 def test_channel_pruning_bench_rows():
-    rows = bench_channel_pruning(build_model("vgg"), (3, 32, 32), amounts=(0.5,), threads=(1,),
-                                 batch_sizes=(1, 2), rounds=1, min_run_time=0.005)
+    rows = bench_channel_pruning(build_model("vgg"), (3, 32, 32), amounts=(0.5,), threads=1,
+                                 batch_sizes=(1, 2), rounds=3, min_time=0.005)
     assert [(r["batch"], r["removed"]) for r in rows] == [(1, "dense"), (1, "50%"), (2, "dense"), (2, "50%")]
     dense, half = rows[0], rows[1]
-    assert dense["speedup"] == 1.0 and dense["mac_ratio"] == 1.0 and dense["macs"] == 52_791_808
+    assert dense["speedup"] == 1.0 and dense["speedup_spread"] == 0.0
+    assert dense["mac_ratio"] == 1.0 and dense["macs"] == 52_791_808
     assert half["params"] < dense["params"] and half["mac_ratio"] > 3     # ~ (1/2)^2 of the MACs
-    assert all(r["ms"] > 0 for r in rows)
+    assert all(r["ms"] > 0 and r["clock"] == "cpu" and r["threads"] == 1 for r in rows)
+    assert dense["noisy"] == (dense["ms_spread"] > MAX_SPREAD)
+    assert half["noisy"] == (half["speedup_spread"] > MAX_SPREAD)
+
+
+def test_one_thread_uses_cpu_time_more_threads_wall_time():
+    assert clock_for(1) == (time.process_time, "cpu")
+    assert clock_for(2) == (time.perf_counter, "wall")
+    with pytest.raises(ValueError, match="threads"):
+        clock_for(0)
+
+
+def test_spread_is_the_interquartile_range_over_the_median():
+    s = spread([10.0, 12.0, 11.0, 30.0, 9.0])       # one outlier round does not move the median
+    assert s["median"] == 11.0
+    assert s["iqr"] == pytest.approx(12.0 - 10.0) and s["relative"] == pytest.approx(2 / 11)
+    assert math.isnan(spread([1.0])["relative"])     # one round: no spread known
+    assert is_noisy(0.2) and not is_noisy(0.05) and is_noisy(math.nan)
+
+
+def test_time_alternately_rotates_the_order_and_measures_per_call():
+    calls = []
+
+    def make(label, seconds):
+        def run():
+            calls.append(label)
+            end = time.process_time() + seconds
+            while time.process_time() < end:   # burn CPU time: what the clock counts
+                pass
+        return run
+
+    times = time_alternately({"slow": make("slow", 0.004), "fast": make("fast", 0.001)}, rounds=4,
+                             min_time=0.008, warmup=0)
+    assert [len(t) for t in times.values()] == [4, 4]
+    assert all(s > 2 * f for s, f in zip(times["slow"], times["fast"]))
+    # Rounds run slow-fast, fast-slow, slow-fast, fast-slow: the same label at the end of one round and the
+    # start of the next merges into one block, 5 blocks (without rotation it would be 8).
+    blocks = [label for i, label in enumerate(calls) if i == 0 or calls[i - 1] != label]
+    assert blocks == ["slow", "fast", "slow", "fast", "slow"]
 
 
 def test_main_quick_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     results = main(["--quick", "--json", str(path)])
     out = capsys.readouterr().out
-    assert "ratio prunekit/torch" in out and "mac_ratio" in out
+    assert "ratio prunekit/torch" in out and "mac_ratio" in out and "speedup_spread" in out
     saved = json.loads(path.read_text())
     assert saved["global_pruning"]["same_mask"] in (True, False)
     assert len(saved["channel_pruning"]) == len(results["channel_pruning"]) == 4
+    assert {r["threads"] for r in saved["channel_pruning"]} == {1}          # one thread unless asked
+    for row in saved["channel_pruning"]:                                     # every noisy row is marked
+        line = next(l for l in out.splitlines() if l.split()[:2] == [str(row["batch"]), row["removed"]])
+        assert ("NOISY" in line) == row["noisy"], line
