@@ -465,7 +465,7 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None, d
             augment = split == "train"
         return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels),
                             CIFAR_MEAN, CIFAR_STD, augment=augment, classes=CIFAR_CLASSES, cutout=cutout)
-    raise ValueError(f"unknown dataset {name!r}: expected 'mnist', 'cifar10' or 'tinyshakespeare'")
+    raise ValueError(f"unknown dataset {name!r}: expected 'mnist' or 'cifar10' (images), or 'tinyshakespeare' (text)")
 
 
 # ----------------------------------------------------------------------------- splits and loaders
