@@ -24,7 +24,7 @@ def _mini_solution():
         _cell("def magnitude_mask(weight, sparsity):\n    ### BEGIN SOLUTION\n"
               "    from prunekit.masks import topk_mask\n    return topk_mask(weight.abs(), sparsity)\n"
               "    ### END SOLUTION\n", "mask_solution", solution=True),
-        _cell("check_magnitude_mask(magnitude_mask)\n### BEGIN HIDDEN TESTS\n"
+        _cell("# NBVAL_CHECK_OUTPUT\ncheck_magnitude_mask(magnitude_mask)\n### BEGIN HIDDEN TESTS\n"
               "assert magnitude_mask(torch.tensor([1., -3., 2.]), 1/3).tolist() == [False, True, True]\n"
               "### END HIDDEN TESTS\n", "mask_check", points=3),
         _cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n",
@@ -103,20 +103,45 @@ def test_infinite_loop_is_cut_by_the_timeout_and_grading_goes_on(mini):
     assert "timed out" in result.exercises[0].message
 
 
-def test_deleted_and_tampered_check_cells_score_zero(mini):
+def test_the_official_check_cell_is_what_counts(mini):
+    """Editing, deleting or redefining a check changes nothing: the grader runs solutions/' own cell."""
     solutions, _, lab, tmp = mini
     _answer(lab, 1, "def magnitude_mask(weight, sparsity):\n    return weight != 0\n"
                     "check_magnitude_mask = lambda fn: True  # tamper with the check\n")
     _answer(lab, 3, "def double(x):\n    return 2 * x\n")
     lab["cells"][4]["source"] = "pass  # the check was edited away\n"
     result = grade_notebook(_write(tmp, "tamper.ipynb", lab), solutions, cell_timeout=60)
-    assert _points(result) == {"mask_check": 0, "double_check": 0}
-    assert result.exercises[1].message == "the check cell was modified"
-    del lab["cells"][2]
-    lab["cells"][3]["source"] = _mini_solution()["cells"][4]["source"].split("### BEGIN")[0]
-    result = grade_notebook(_write(tmp, "deleted.ipynb", lab), solutions, cell_timeout=60)
     assert _points(result) == {"mask_check": 0, "double_check": 2}
-    assert result.exercises[0].message == "the check cell was deleted"
+    del lab["cells"][2]
+    result = grade_notebook(_write(tmp, "deleted.ipynb", lab), solutions, cell_timeout=60)
+    assert _points(result) == {"mask_check": 0, "double_check": 2} and result.max_total == 5
+
+
+def test_nbgrader_released_notebook_scores_full_marks(mini):
+    """nbgrader's own release (stub `raise NotImplementedError()`, NBVAL line kept), answered correctly."""
+    nbformat = pytest.importorskip("nbformat")
+    preprocessors = pytest.importorskip("nbgrader.preprocessors")
+    solutions, solution, _, tmp = mini
+    nb = nbformat.from_dict(json.loads(json.dumps(solution)))
+    for cls in (preprocessors.ClearSolutions, preprocessors.ClearHiddenTests):
+        nb, _ = cls().preprocess(nb, {})
+    assert "# NBVAL_CHECK_OUTPUT" in nb.cells[2].source and "YOUR CODE HERE" in nb.cells[1].source
+    fresh = grade_notebook(_write(tmp, "01_mini.ipynb", json.loads(nbformat.writes(nb))), solutions)
+    assert fresh.total == 0 and fresh.max_total == 5
+    nb.cells[1].source = solution["cells"][1]["source"]
+    nb.cells[3].source = solution["cells"][3]["source"]
+    answered = tmp / "answered" / "01_mini.ipynb"
+    answered.parent.mkdir()
+    answered.write_text(nbformat.writes(nb))
+    assert grade_notebook(answered, solutions).total == 5
+
+
+def test_plain_sandbox_path_grades_too(mini):
+    """Without bubblewrap grading still works, and the result says which protections were missing."""
+    solutions, solution, _, tmp = mini
+    result = grade_notebook(_write(tmp, "plain.ipynb", solution), solutions, use_bwrap=False)
+    assert result.total == 5 and result.missing_protections
+    assert any("network" in m for m in result.missing_protections)
 
 
 def test_crashing_kernel_and_garbage_files_do_not_stop_grading(mini, capsys):
@@ -127,7 +152,7 @@ def test_crashing_kernel_and_garbage_files_do_not_stop_grading(mini, capsys):
     garbage.write_text("{not json")
     results = [grade_notebook(crashed, solutions, cell_timeout=30), grade_notebook(garbage, solutions)]
     assert [r.total for r in results] == [0, 0]
-    assert "not a readable notebook" in results[1].error
+    assert "not a readable notebook" in results[1].error or "cannot tell which lab" in results[1].error
     assert "total: 0 / 5" in format_result(results[0])
 
 
@@ -144,6 +169,7 @@ def test_class_folder_csv_and_json_and_no_stray_files(mini, capsys):
           "--json", str(tmp / "grades.json"), "--cell-timeout", "60"])
     rows = list(csv.DictReader(open(tmp / "grades.csv")))
     assert [(r["student"], r["total"], r["max_total"]) for r in rows] == [("alice", "5", "5"), ("bob", "0", "5")]
+    assert rows[1]["01_mini/double_check"] == "0"
     assert rows[0]["01_mini/mask_check"] == "3"
     assert len(json.loads((tmp / "grades.json").read_text())) == 2
     after = {p for p in tmp.rglob("*")}
@@ -157,6 +183,7 @@ REAL_SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9]*.ipynb"))
 
 @pytest.mark.parametrize("solution", REAL_SOLUTIONS, ids=[p.stem for p in REAL_SOLUTIONS])
 def test_real_solutions_full_marks_and_labs_zero(solution):
+    """Slow (about 10-30 s per lab on 2 cores): every solution scores full marks, its released lab 0."""
     full = grade_notebook(solution)
     assert full.exercises and full.total == full.max_total, format_result(full)
     assert not full.cell_errors and not full.error, format_result(full)
