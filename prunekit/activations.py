@@ -267,4 +267,8 @@ def input_feature_norms_of(model: nn.Module, layer_names: list[str], data: DataL
     with eval_mode(model), hooked(layers, make_hook):
         for x, _ in take_batches(data, n_batches):
             model(x.to(device))
+    unused = [name for name, s in squares.items() if not isinstance(s, torch.Tensor)]
+    if unused:
+        raise ValueError(f"layers {unused} were never called in the forward pass, so they have no input "
+                         "norms; leave them out (weight_scores(..., exclude=[...]))")
     return {name: s.sqrt().float() for name, s in squares.items()}

@@ -10,7 +10,7 @@ criterion             score of unit c                                      sourc
 channel_norm          ‖W[c]‖_p, the filter's weights                       Li et al. 2017 (p = 1)
 mean_activation       mean of the unit's output                            Molchanov et al. 2017
 apoz_importance       1 - APoZ, APoZ = fraction of zero outputs            Hu et al. 2016
-taylor_channel        |mean over N,H,W of a·dL/da|                         Molchanov et al. 2017
+taylor_channel        mean_b (Σ over N,H,W of a·dL_b/da)², per batch b    Molchanov et al. 2019
 bn_gamma              |γ_c| of the BatchNorm after the conv                Liu et al. 2017
 fpgm                  Σ_k ‖W[c] - W[k]‖₂ (far from the geometric median)   He et al. 2019
 ====================  ===================================================  ===========================
@@ -31,9 +31,9 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .activations import eval_mode, get_layers, hooked, model_device, take_batches
+from .criteria import default_loss
 from .masks import check_sparsity, topk_mask
 
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -182,36 +182,45 @@ def apoz_importance(acts: torch.Tensor) -> torch.Tensor:
 
 
 def taylor_channel(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """First-order Taylor per channel (Molchanov et al. 2017): ``|mean over N,H,W of a·dL/da|``.
+    """First-order Taylor score of one mini-batch per channel: ``(Σ over N,H,W of a·dL/da)²``.
 
-    Removing channel c sets its activation a to 0, which changes the loss by about ``-a·dL/da``
-    summed over its positions; the score is the size of that change, averaged.
+    Put a gate m_c = 1 on channel c's output; removing the channel sets m_c = 0, which changes
+    the batch loss L by about ``-dL/dm_c = -Σ a·dL/da`` summed over the channel's positions in
+    the batch. The score is the square of that change (Molchanov et al. 2019, "Importance
+    Estimation for Neural Network Pruning"). Average it over mini-batches, each with its own
+    gradients (:func:`taylor_channel_scores` does); averaging the signed sum first would let
+    batches cancel on a converged model.
 
     Args:
-        acts: (N, units) or (N, C, H, W) outputs of a layer.
-        grads: dL/d(acts), same shape.
+        acts: (N, units) or (N, C, H, W) outputs of a layer for one batch.
+        grads: dL/d(acts) of the batch's mean loss, same shape.
+
+    Returns:
+        (units,) scores, all >= 0.
 
     Example:
         >>> taylor_channel(torch.tensor([[1., 2.], [3., 4.]]), torch.tensor([[1., -1.], [-1., 0.]]))
-        tensor([1., 1.])
+        tensor([4., 4.])
     """
     acts, grads = _check_acts(acts), _check_acts(grads, "grads")
     if acts.shape != grads.shape:
         raise ValueError(f"acts and grads must have the same shape, got {tuple(acts.shape)} and "
                          f"{tuple(grads.shape)}")
-    return (acts * grads).float().mean(dim=_per_unit_dims(acts)).abs()
+    return (acts * grads).double().sum(dim=_per_unit_dims(acts)).pow(2).to(acts.dtype)
 
 
 def taylor_channel_scores(model: nn.Module, layer_names: list[str], data, n_batches: int | None = None,
                           loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
                           ) -> dict[str, torch.Tensor]:
-    """:func:`taylor_channel` of named layers' outputs over ``n_batches`` labelled batches.
+    """:func:`taylor_channel` of named layers' outputs, averaged over ``n_batches`` labelled batches.
 
-    Forward hooks keep each layer's output; ``torch.autograd.grad`` then gives dL/d(output)
-    directly (no ``.grad`` is written). The products a·dL/da are summed per channel over all
-    batches and positions, divided by their count, and the absolute value taken at the end.
-    ``L`` is the mean loss of each batch (cross-entropy by default). Runs in eval mode; the
-    model's mode is restored and the hooks removed.
+    ``score[c] = mean_b (Σ_{n,h,w} a·dL_b/da)²`` with ``L_b`` the mean loss of batch b
+    (Molchanov et al. 2019: squared per batch, then averaged, so more data only lowers the
+    noise). Forward hooks keep each layer's output; ``torch.autograd.grad`` then gives
+    dL/d(output) directly (no ``.grad`` is written). A layer called twice in one forward pass
+    adds both calls' sums before squaring (one gate on both). Runs in eval mode; the model's mode
+    is restored and the hooks removed. Default loss: cross-entropy
+    (:func:`prunekit.criteria.default_loss`).
 
     Returns:
         ``{layer name: (units,)}`` on the CPU.
@@ -223,10 +232,10 @@ def taylor_channel_scores(model: nn.Module, layer_names: list[str], data, n_batc
         torch.Size([20])
     """
     layers = get_layers(model, layer_names)
-    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    loss_fn = default_loss if loss_fn is None else loss_fn
     device = model_device(model)
-    sums = {name: 0.0 for name in layers}
-    counts = {name: 0 for name in layers}
+    totals = {name: 0.0 for name in layers}
+    count = 0
     outputs: dict[str, list[torch.Tensor]] = {}
 
     def make_hook(name):
@@ -245,14 +254,15 @@ def taylor_channel_scores(model: nn.Module, layer_names: list[str], data, n_batc
                 raise ValueError(f"layers {missing} were not called in the forward pass")
             flat = [(n, a) for n, outs in outputs.items() for a in outs]
             grads = torch.autograd.grad(loss, [a for _, a in flat], allow_unused=True)
+            gate_grads: dict[str, torch.Tensor] = {}         # dL_b/dm_c for each layer's gates
             for (name, a), g in zip(flat, grads):
-                if g is None:
-                    g = torch.zeros_like(a)
-                dims = _per_unit_dims(a)
-                sums[name] = sums[name] + (a.detach() * g).double().sum(dims).cpu()
-                counts[name] += a.numel() // a.shape[1]
+                g = torch.zeros_like(a) if g is None else g    # output not used by the loss
+                gate_grads[name] = gate_grads.get(name, 0.0) + (a.detach() * g).double().sum(_per_unit_dims(a)).cpu()
+            for name, gate_grad in gate_grads.items():
+                totals[name] = totals[name] + gate_grad ** 2
+            count += 1
     outputs.clear()  # drop the last graph
-    return {name: (sums[name] / counts[name]).abs().float() for name in layers}
+    return {name: (totals[name] / count).float() for name in layers}
 
 
 # ----------------------------------------------------------------------------- to a mask

@@ -11,12 +11,21 @@ name           score of weight w       source
 magnitude      |w|                     Han et al. 2015
 l2             w²                      (same ranking as |w| within a tensor)
 random         uniform noise, seeded   the baseline every criterion must beat
-gradient       |g|                     g = dL/dw averaged over the data
-taylor         |w·g|                   Molchanov et al. 2017/2019; SNIP, Lee et al. 2019
-obd            ½·h·w²                  LeCun et al. 1990, h = diagonal of the Hessian
+gradient       √(mean_b g_b²)          RMS of the per-batch gradients g_b = dL_b/dw
+taylor         mean_b (w·g_b)²         Molchanov et al. 2019 (per mini-batch b)
+obd            ½·h·w²                  LeCun et al. 1990, h ≈ empirical Fisher diagonal
 wanda          |w|·‖x_j‖₂              Sun et al. 2023, x_j = j-th input feature
-movement       Σ_t w·Δw                Sanh et al. 2020 (needs fine-tuning; not in weight_scores)
+movement       Σ_t w·Δw                post-hoc approximation of Sanh et al. 2020's
+                                       movement scores (needs fine-tuning; not in
+                                       weight_scores; see :func:`movement`)
 =============  ======================  ===============================================
+
+Why per batch? On a converged model the gradient of the *whole* training loss is close to
+zero: per-sample gradients point every way and cancel. A score built on the averaged signed
+gradient (``|w·ḡ|``) therefore turns into noise as more data is averaged. Squaring each
+mini-batch's term *before* averaging keeps the signal: ``mean_b (w·g_b)²`` estimates how much
+the loss of a batch changes when w is removed, whatever its sign, and more batches only make
+the estimate less noisy.
 
 Example:
     >>> from torch.utils.data import DataLoader, TensorDataset
@@ -44,8 +53,9 @@ CRITERIA = ("magnitude", "l2", "random", "gradient", "taylor", "obd", "wanda")
 NEEDS_DATA = ("gradient", "taylor", "obd", "wanda")
 
 __all__ = ["magnitude", "magnitude_l2", "random_scores", "gradient_magnitude", "taylor", "obd",
-           "wanda", "movement", "accumulate_movement", "MovementTracker", "gradients",
-           "fisher_diagonal", "input_feature_norms", "weight_scores", "CRITERIA"]
+           "wanda", "movement", "accumulate_movement", "MovementTracker", "default_loss", "gradients",
+           "taylor_per_batch", "fisher_diagonal", "gradient_rms", "input_feature_norms", "weight_scores",
+           "CRITERIA"]
 
 
 def _check_tensor(t, name: str) -> torch.Tensor:
@@ -115,19 +125,22 @@ def gradient_magnitude(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor
 
 
 def taylor(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """First-order Taylor: ``score = |w·g|``, the estimated change of the loss if w is set to 0.
+    """First-order Taylor term of one mini-batch: ``score = (w·g)²`` (Molchanov et al. 2019).
 
-    ``L(w = 0) - L(w) ≈ -g·w`` to first order, so ``|w·g|`` measures how much removing w matters.
-    This is SNIP's connection sensitivity (Lee et al. 2019, up to normalisation) and the
-    weight-level form of Molchanov et al. 2017/2019.
+    Setting w to 0 changes the batch's loss by about ``-g·w`` (first order), so ``(w·g)²`` is
+    the squared size of that change. Average it over mini-batches, each with its *own*
+    gradient ``g_b`` (:func:`weight_scores` does): ``mean_b (w·g_b)²``. Do **not** average the
+    gradients first: on a converged model ``mean_b g_b ≈ 0`` and ``|w·mean_b g_b|`` is noise
+    (see the module docstring). With a single gradient this ranks weights like SNIP's
+    connection sensitivity ``|w·g|`` (Lee et al. 2019).
 
     Example:
         >>> taylor(torch.tensor([[1., -2.], [3., 0.]]), torch.tensor([[0.5, 0.5], [-1., 4.]]))
-        tensor([[0.5000, 1.0000],
-                [3.0000, 0.0000]])
+        tensor([[0.2500, 1.0000],
+                [9.0000, 0.0000]])
     """
     weight, grad = _check_same_shape(weight, grad, "grad")
-    return (weight * grad).abs()
+    return (weight * grad) ** 2
 
 
 def obd(weight: torch.Tensor, hessian_diag: torch.Tensor) -> torch.Tensor:
@@ -135,7 +148,7 @@ def obd(weight: torch.Tensor, hessian_diag: torch.Tensor) -> torch.Tensor:
 
     At a minimum the gradient vanishes, so deleting w changes the loss by about ``½·h·w²``
     where ``h = d²L/dw²`` (cross terms of the Hessian ignored). Estimate h with
-    :func:`fisher_diagonal`.
+    :func:`fisher_diagonal` (per-sample Fisher, estimated from per-batch gradients).
 
     Example:
         >>> obd(torch.tensor([1., -2., 3.]), torch.tensor([2., 1., 0.]))
@@ -168,11 +181,19 @@ def wanda(weight: torch.Tensor, input_norm: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- movement
 def movement(weight: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """Movement score of one training step: ``score = w·Δw`` (Sanh et al. 2020, "Movement Pruning").
+    """Post-hoc movement score of one training step: ``score = w·Δw``.
+
+    This is a **post-hoc approximation** of Sanh et al. 2020 ("Movement Pruning"), not their
+    method. They *learn* an importance score S per weight together with the weights: the
+    top-scored weights are kept by a mask applied during training, and S is trained through it
+    with a straight-through estimator; they show that S then accumulates
+    ``-Σ_t (dL/dW)_t·W_t``. Here ordinary fine-tuning runs without a mask and without scores,
+    and the product ``w·Δw`` of each step is summed on the side (:func:`accumulate_movement`,
+    :class:`MovementTracker`); with plain SGD ``Δw = -lr·g``, so the sum is ``lr`` times that
+    expression along *this* (unmasked) trajectory. With momentum, Adam or weight decay the
+    step is not ``-lr·g`` and the sum differs further. Prune with it once, after fine-tuning.
 
     Positive when the step moves w *away from zero*, negative when it pulls w towards zero.
-    Sanh et al. write the score as ``-Σ_t g_t·w_t``; a gradient step makes ``Δw = -lr·g``, so
-    this is the same score times ``lr``. Sum it over fine-tuning steps (:func:`accumulate_movement`).
 
     Args:
         weight: the weight *before* the step.
@@ -204,7 +225,10 @@ def accumulate_movement(scores: torch.Tensor | None, weight_before: torch.Tensor
 
 
 class MovementTracker:
-    """Accumulate movement scores during training; pass it as ``train(..., after_step=[tracker])``.
+    """Accumulate post-hoc movement scores ``Σ_t w·Δw`` during training (see :func:`movement`).
+
+    Pass it as ``train(..., after_step=[tracker])``; it approximates Sanh et al. 2020's
+    movement scores after the fact, it does not learn scores as they do.
 
     It remembers the prunable weights after each step and adds ``w·Δw`` for the next one.
     ``tracker.scores`` is then ``{"fc1.weight": tensor, ...}``, ready for ``prune_global``.
@@ -232,13 +256,27 @@ class MovementTracker:
 
 
 # ----------------------------------------------------------------------------- gradient statistics
-def _loss_gradients(model, weights, data, n_batches, loss_fn, reduce):
-    """Run batches, apply ``reduce(g)`` to each batch's gradient and average over batches.
+def default_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy; leading dimensions are flattened, so it also fits token models.
 
-    ``torch.autograd.grad`` returns the gradients without writing ``.grad``, so whatever the
-    model's ``.grad`` held before is left as it was.
+    Classifier logits (N, classes) with labels (N,), or a language model's (B, T, vocab) with
+    targets (B, T).
+
+    Example:
+        >>> round(default_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long)).item(), 4)   # log 4
+        1.3863
     """
-    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    return F.cross_entropy(logits.flatten(0, -2), y.flatten())
+
+
+def _per_batch_mean(model, weights, data, n_batches, loss_fn, statistic):
+    """``mean_b statistic(name, g_b, n_b)`` over batches b, with g_b = dL_b/dw of each weight.
+
+    ``L_b`` is the mean loss of batch b and ``n_b`` the number of terms it averages (labels in
+    the batch). ``torch.autograd.grad`` returns the gradients without writing ``.grad``, so
+    whatever the model's ``.grad`` held before is left as it was.
+    """
+    loss_fn = default_loss if loss_fn is None else loss_fn
     frozen = [n for n, w in weights.items() if not w.requires_grad]
     if frozen:
         raise ValueError(f"these weights have requires_grad=False, so no gradient exists: {frozen}")
@@ -254,7 +292,7 @@ def _loss_gradients(model, weights, data, n_batches, loss_fn, reduce):
             loss = loss_fn(model(x.to(device)), y.to(device))
             for name, g in zip(names, torch.autograd.grad(loss, params, allow_unused=True)):
                 if g is not None:
-                    totals[name] += reduce(g.detach()).double()
+                    totals[name] += statistic(name, g.detach().double(), y.numel())
             count += 1
     return {n: (t / count).to(weights[n].dtype) for n, t in totals.items()}
 
@@ -264,14 +302,16 @@ def gradients(model: nn.Module, data, n_batches: int | None = None, loss_fn: Los
     """Gradient of the loss for every prunable weight, **averaged over batches**.
 
     ``g = (1/B) Σ_b dL_b/dw`` where ``L_b`` is the mean loss of batch b (cross-entropy by
-    default). With equal-sized batches this is the gradient of the mean loss over all samples.
+    default, :func:`default_loss`). With equal-sized batches this is the gradient of the mean
+    loss over all samples. On a converged model it is close to zero; criteria should square
+    per-batch terms instead (:func:`taylor_per_batch`, :func:`fisher_diagonal`).
     Runs in eval mode (BatchNorm running statistics are used and not updated); the model's
     mode and its ``.grad`` fields are left as they were.
 
     Args:
         data: DataLoader of ``(x, y)`` batches.
         n_batches: how many batches to use (None = all).
-        loss_fn: ``loss_fn(logits, y) -> scalar``; default ``F.cross_entropy``.
+        loss_fn: ``loss_fn(logits, y) -> scalar``; default :func:`default_loss`.
         exclude: module or parameter names to skip, as in :func:`prunekit.pruning.prunable_weights`.
 
     Returns:
@@ -284,19 +324,51 @@ def gradients(model: nn.Module, data, n_batches: int | None = None, loss_fn: Los
         >>> grads["fc2.weight"].shape
         torch.Size([100, 300])
     """
-    return _loss_gradients(model, prunable_weights(model, exclude), data, n_batches, loss_fn,
-                           reduce=lambda g: g)
+    return _per_batch_mean(model, prunable_weights(model, exclude), data, n_batches, loss_fn,
+                           statistic=lambda name, g, n: g)
+
+
+def taylor_per_batch(model: nn.Module, data, n_batches: int | None = None, loss_fn: LossFn | None = None,
+                     exclude: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """Taylor importance of every prunable weight: ``mean_b (w·g_b)²`` (Molchanov et al. 2019).
+
+    ``g_b = dL_b/dw`` is the gradient of batch b's mean loss; each batch's :func:`taylor` term is
+    squared *before* averaging, so the score does not cancel out on a converged model, and
+    more batches only make it less noisy. Mode and ``.grad`` are left unchanged.
+
+    Returns:
+        ``{"fc1.weight": tensor shaped like fc1.weight, ...}`` (all entries >= 0).
+
+    Example:
+        >>> from prunekit.models import build_model
+        >>> batches = [(torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3]))] * 2
+        >>> scores = taylor_per_batch(build_model("lenet300"), batches)
+        >>> scores["fc1.weight"].shape, bool((scores["fc1.weight"] >= 0).all())
+        (torch.Size([300, 784]), True)
+    """
+    weights = prunable_weights(model, exclude)
+    return _per_batch_mean(model, weights, data, n_batches, loss_fn,
+                           statistic=lambda name, g, n: taylor(weights[name].double(), g))
 
 
 def fisher_diagonal(model: nn.Module, data, n_batches: int | None = None, loss_fn: LossFn | None = None,
                     exclude: Iterable[str] = ()) -> dict[str, torch.Tensor]:
-    """Empirical Fisher diagonal, an estimate of the Hessian diagonal h: ``h ≈ (1/B) Σ_b (dL_b/dw)²``.
+    """Empirical Fisher diagonal, an estimate of the Hessian diagonal h, **from per-batch gradients**.
 
-    For a model trained with cross-entropy, the Fisher information ``E[(dL/dw)²]`` approximates
-    the Hessian diagonal near a minimum, without second derivatives. ``L_b`` is the mean loss
-    of batch b: with batches of one sample this is the textbook empirical Fisher; larger batches
-    square an *average* gradient, which is cheaper but smaller (noise cancels inside a batch).
-    Use the result as ``hessian_diag`` in :func:`obd`. Mode and ``.grad`` are left unchanged.
+    The empirical Fisher is the mean of squared *per-sample* gradients, ``F = (1/N) Σ_n (dℓ_n/dw)²``;
+    for a model trained with cross-entropy it approximates the Hessian diagonal near a minimum,
+    without second derivatives. Per-sample gradients cost one backward pass per sample, so this
+    function squares *per-batch* gradients instead and rescales them:
+
+        ``F ≈ mean_b n_b·(dL_b/dw)²``,  n_b = number of samples (labels) in batch b.
+
+    Why that estimates the same F: ``dL_b/dw`` is the mean of n_b per-sample gradients; near a
+    minimum they have mean ≈ 0, so ``E[(dL_b/dw)²] ≈ F / n_b`` (the variance of a mean). With
+    batches of one sample this is exactly the textbook per-sample Fisher. The price is noise:
+    one squared term per batch instead of one per sample, so use many batches (on
+    LeNet-300-100, the whole MNIST training set in batches of 128 ranks weights well enough for
+    OBD; see the tests). Use the result as ``hessian_diag`` in :func:`obd`. Mode and ``.grad``
+    are left unchanged.
 
     Returns:
         ``{"fc1.weight": tensor shaped like fc1.weight, ...}`` (all entries >= 0).
@@ -307,8 +379,26 @@ def fisher_diagonal(model: nn.Module, data, n_batches: int | None = None, loss_f
         >>> bool((fisher_diagonal(build_model("lenet300"), batch)["fc1.weight"] >= 0).all())
         True
     """
-    return _loss_gradients(model, prunable_weights(model, exclude), data, n_batches, loss_fn,
-                           reduce=lambda g: g ** 2)
+    return _per_batch_mean(model, prunable_weights(model, exclude), data, n_batches, loss_fn,
+                           statistic=lambda name, g, n: n * g ** 2)
+
+
+def gradient_rms(model: nn.Module, data, n_batches: int | None = None, loss_fn: LossFn | None = None,
+                 exclude: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """Root mean square of the per-batch gradients: ``√(mean_b g_b²)``, the "gradient" criterion.
+
+    Like :func:`taylor_per_batch` it squares before averaging, so it does not vanish on a
+    converged model; unlike it, it ignores the weight itself.
+
+    Example:
+        >>> from prunekit.models import build_model
+        >>> batch = [(torch.randn(2, 1, 28, 28), torch.tensor([0, 1]))]
+        >>> gradient_rms(build_model("lenet300"), batch)["fc3.weight"].shape
+        torch.Size([10, 100])
+    """
+    return {n: s.sqrt() for n, s in _per_batch_mean(model, prunable_weights(model, exclude), data,
+                                                    n_batches, loss_fn,
+                                                    statistic=lambda name, g, n: g ** 2).items()}
 
 
 # ----------------------------------------------------------------------------- a whole model
@@ -318,11 +408,16 @@ def weight_scores(model: nn.Module, criterion: str, data=None, n_batches: int | 
     """Scores of every prunable weight by a named criterion, keyed by parameter name.
 
     Args:
-        criterion: one of ``"magnitude", "l2", "random", "gradient", "taylor", "obd", "wanda"``.
-        data: DataLoader of ``(x, y)`` batches; needed by gradient, taylor, obd (labels) and
-            wanda (inputs only).
+        criterion: one of ``"magnitude", "l2", "random", "gradient", "taylor", "obd", "wanda"``
+            (formulas in the module docstring: gradient, taylor and obd average per-batch squares).
+        data: iterable of ``(x, y)`` batches (a DataLoader, a list of tuples); needed by
+            gradient, taylor, obd (labels) and wanda (inputs only; bare ``x`` batches work). For
+            wanda the inputs of every prunable Linear/Conv2d are recorded with forward hooks, so
+            any model built from them works, a transformer included: a Linear's input
+            (B, T, features) counts every token.
         n_batches: how many batches of ``data`` to use (None = all).
-        loss_fn: for gradient-based criteria; default cross-entropy.
+        loss_fn: ``loss_fn(logits, y) -> mean loss of the batch`` for gradient-based criteria;
+            default :func:`default_loss` (cross-entropy; also (B, T, vocab) logits).
         exclude: layers to leave out, as in :func:`prunekit.pruning.prunable_weights`.
         seed: for ``"random"`` (layer k uses ``seed + k``, so equal-shaped layers differ).
 
@@ -335,6 +430,10 @@ def weight_scores(model: nn.Module, criterion: str, data=None, n_batches: int | 
         >>> scores = weight_scores(build_model("lenet300"), "magnitude", exclude=["fc3"])
         >>> list(scores)
         ['fc1.weight', 'fc2.weight']
+
+    Wanda with its per-row comparison group (Sun et al. 2023)::
+
+        prune_layerwise(model, 0.5, scores=weight_scores(model, "wanda", calib), per_row=True)
     """
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; valid names: {', '.join(CRITERIA)} "
@@ -349,14 +448,14 @@ def weight_scores(model: nn.Module, criterion: str, data=None, n_batches: int | 
         return {n: magnitude_l2(w) for n, w in weights.items()}
     if criterion == "random":
         return {n: random_scores(w, seed + k) for k, (n, w) in enumerate(weights.items())}
-    if criterion in ("gradient", "taylor"):
-        grads = gradients(model, data, n_batches, loss_fn, exclude)
-        score = gradient_magnitude if criterion == "gradient" else taylor
-        return {n: score(w, grads[n]) for n, w in weights.items()}
+    if criterion == "gradient":
+        return gradient_rms(model, data, n_batches, loss_fn, exclude)
+    if criterion == "taylor":
+        return taylor_per_batch(model, data, n_batches, loss_fn, exclude)
     if criterion == "obd":
         fisher = fisher_diagonal(model, data, n_batches, loss_fn, exclude)
         return {n: obd(w, fisher[n]) for n, w in weights.items()}
-    # wanda: one pass collects the input norms of every layer.
+    # wanda: one pass with forward hooks collects the input norms of every layer.
     module_of = {n: n.rpartition(".")[0] for n in weights}
     norms = input_feature_norms_of(model, list(module_of.values()), data, n_batches)
     return {n: wanda(w, norms[module_of[n]]) for n, w in weights.items()}

@@ -37,7 +37,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
-from .masks import check_sparsity, topk_mask
+from .masks import check_sparsity, num_to_prune, topk_mask
 
 MASK_SUFFIX = "_keep"
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
@@ -52,6 +52,7 @@ def prunable_weights(model: nn.Module, exclude: Iterable[str] = (),
         exclude: parameter or module names to leave alone (e.g. ``["fc3"]`` for the output layer).
 
     Example:
+        >>> from prunekit.models import build_model
         >>> list(prunable_weights(build_model("lenet300"), exclude=["fc3"]))
         ['fc1.weight', 'fc2.weight']
     """
@@ -127,6 +128,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
         the same model, for chaining.
 
     Example:
+        >>> from prunekit.models import build_model
         >>> model = build_model("lenet300")
         >>> _ = apply_masks(model, {"fc3.weight": torch.zeros(10, 100, dtype=torch.bool)})
         >>> model.fc3.weight.abs().sum().item()
@@ -225,9 +227,34 @@ def _rank_with_old_mask(model, name, score):
     return score if old is None else score.float().masked_fill(~old.to(score.device), float("-inf"))
 
 
+def row_topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Prune exactly ``round(sparsity · row_size)`` of the lowest scores in every output row.
+
+    A row is everything that feeds one output unit: ``scores[i]`` of a Linear (out, in) or one
+    filter ``scores[i]`` (in, kh, kw) of a Conv2d. Ties: the lower index in the row goes first,
+    as in :func:`prunekit.masks.topk_mask`.
+
+    Example:
+        >>> row_topk_mask(torch.tensor([[4., 1., 3., 2.], [1., 2., 3., 4.]]), 0.5)
+        tensor([[ True, False,  True, False],
+                [False, False,  True,  True]])
+    """
+    if not isinstance(scores, torch.Tensor) or scores.ndim < 2:
+        raise ValueError("per-row pruning needs scores with one row per output unit, (out, ...); "
+                         f"got {getattr(scores, 'shape', type(scores).__name__)}")
+    if torch.isnan(scores).any():
+        raise ValueError("scores contain NaN; check the criterion's inputs")
+    rows = scores.detach().flatten(1).float()
+    k = num_to_prune(rows.shape[1], sparsity)
+    # A stable sort puts equal scores in index order, so the lower index is pruned first.
+    lowest = torch.sort(rows, dim=1, stable=True).indices[:, :k]
+    keep = torch.ones_like(rows, dtype=torch.bool).scatter_(1, lowest, False)
+    return keep.view_as(scores)
+
+
 def prune_layerwise(model: nn.Module, sparsity: float | Mapping[str, float],
-                    scores: Mapping[str, torch.Tensor] | None = None, exclude: Iterable[str] = ()
-                    ) -> dict[str, torch.Tensor]:
+                    scores: Mapping[str, torch.Tensor] | None = None, exclude: Iterable[str] = (),
+                    per_row: bool = False) -> dict[str, torch.Tensor]:
     """Prune each layer separately to its own sparsity (lowest scores first); returns the masks.
 
     Args:
@@ -235,18 +262,29 @@ def prune_layerwise(model: nn.Module, sparsity: float | Mapping[str, float],
             those layers are pruned).
         scores: importance per weight (default ``|w|``, magnitude pruning).
         exclude: layers to leave dense (ignored when ``sparsity`` is a dict).
+        per_row: compare weights only within each output row (a Linear row, a conv filter) and
+            prune exactly ``round(sparsity · row_size)`` in *every* row, as Wanda does (Sun et
+            al. 2023). Default: one ranking over the whole layer.
+
+    With ``per_row=True`` on a model that already carries masks, earlier pruned entries stay
+    pruned (masks only grow), so a row pruned more than the target keeps its extra zeros.
 
     Example:
+        >>> from prunekit.models import build_model
         >>> masks = prune_layerwise(build_model("lenet300"), {"fc1.weight": 0.5})
         >>> masks["fc1.weight"].float().mean().item()
         0.5
+        >>> masks = prune_layerwise(build_model("lenet300"), 0.5, per_row=True)
+        >>> masks["fc2.weight"].sum(dim=1).unique()          # every row keeps 150 of its 300
+        tensor([150])
     """
     if isinstance(sparsity, Mapping):
         targets = {n: check_sparsity(s, f"sparsity[{n!r}]") for n, s in sparsity.items()}
     else:
         targets = {n: check_sparsity(sparsity) for n in prunable_weights(model, exclude)}
     all_scores = _scores_for(model, list(targets), scores)
-    masks = {n: topk_mask(_rank_with_old_mask(model, n, all_scores[n]), s) for n, s in targets.items()}
+    to_mask = row_topk_mask if per_row else topk_mask
+    masks = {n: to_mask(_rank_with_old_mask(model, n, all_scores[n]), s) for n, s in targets.items()}
     apply_masks(model, masks)
     return get_masks(model)
 
@@ -265,6 +303,7 @@ def prune_global(model: nn.Module, sparsity: float, scores: Mapping[str, torch.T
             (by their mean), so layers with larger weights do not dominate the ranking.
 
     Example:
+        >>> from prunekit.models import build_model
         >>> model = build_model("lenet300")
         >>> _ = prune_global(model, 0.8)
         >>> round(model_sparsity(model), 4)

@@ -79,9 +79,9 @@ def test_mean_activation_and_apoz_hand_computed():
 def test_taylor_channel_hand_computed():
     grads = torch.tensor([[[[1.0, -1.0]], [[1.0, -0.5]]],
                           [[[3.0, 3.0]], [[-1.0, 1.0]]]])
-    # channel 0: a·g = 0, -1, 0, 0 -> |mean| = 0.25
-    # channel 1: a·g = 2, -1, 0, 4 -> |mean| = 5/4 (the mean of |a·g| would be 7/4: abs comes last)
-    assert torch.allclose(CC.taylor_channel(ACTS, grads), torch.tensor([0.25, 1.25]))
+    # channel 0: a·g = 0, -1, 0, 0 -> (sum)² = 1
+    # channel 1: a·g = 2, -1, 0, 4 -> (sum)² = 25 (the sum of (a·g)² would be 21: the square comes last)
+    assert torch.allclose(CC.taylor_channel(ACTS, grads), torch.tensor([1.0, 25.0]))
     with pytest.raises(ValueError, match="same shape"):
         CC.taylor_channel(ACTS, grads[:1])
     with pytest.raises(ValueError, match=r"\(N, units\)"):
@@ -104,6 +104,21 @@ def test_taylor_channel_scores_matches_manual_autograd():
     assert scores["relu1"].shape == (20,) and scores["fc1"].shape == (500,)
     assert torch.allclose(scores["relu1"], expected, rtol=1e-4, atol=1e-10)
     assert no_hooks_left(model) and model.training and model.conv1.weight.grad is None
+
+
+def test_taylor_channel_scores_square_each_batch_before_averaging():
+    # Molchanov et al. 2019: mean over batches of (Σ a·dL_b/da)², not the square of the mean.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    batches = [(torch.randn(5, 3), torch.randint(0, 2, (5,))) for _ in range(3)]
+    per_batch = []
+    for x, y in batches:
+        a = model[1](model[0](x))
+        g, = torch.autograd.grad(nn.functional.cross_entropy(model[2](a), y), a)
+        per_batch.append(CC.taylor_channel(a, g))
+    scores = CC.taylor_channel_scores(model, ["1"], batches)["1"]
+    assert torch.allclose(scores, torch.stack(per_batch).mean(0), rtol=1e-5, atol=1e-12)
+    assert torch.allclose(CC.taylor_channel_scores(model, ["1"], batches[:1])["1"], per_batch[0], rtol=1e-5)
 
 
 def test_channel_mask_exact_count():

@@ -47,8 +47,8 @@ def test_magnitude_and_l2_hand_computed():
 
 def test_gradient_magnitude_and_taylor_hand_computed():
     assert torch.equal(C.gradient_magnitude(W, G), torch.tensor([[0.5, 0.5], [1.0, 4.0]]))
-    # |w·g| = |1·0.5|, |-2·0.5|, |3·-1|, |0·4|
-    assert torch.equal(C.taylor(W, G), torch.tensor([[0.5, 1.0], [3.0, 0.0]]))
+    # (w·g)² = (1·0.5)², (-2·0.5)², (3·-1)², (0·4)²
+    assert torch.equal(C.taylor(W, G), torch.tensor([[0.25, 1.0], [9.0, 0.0]]))
 
 
 def test_obd_hand_computed():
@@ -126,6 +126,22 @@ def test_gradients_and_fisher_hand_computed():
     assert torch.allclose(fisher["0.weight"], torch.tensor([[18.0, 18.0]]))  # mean of (36,36), (0,0)
     first = C.fisher_diagonal(model, HAND_BATCHES, n_batches=1, loss_fn=sum_squared_error)
     assert torch.allclose(first["0.weight"], torch.tensor([[36.0, 36.0]]))
+    # Taylor per batch, w = (1, 2): mean of (1·6, 2·6)² and (0, 0) = (18, 72); the OLD estimator
+    # |w·mean g| would give (3, 6).
+    taylor = C.taylor_per_batch(model, HAND_BATCHES, loss_fn=sum_squared_error)
+    assert torch.allclose(taylor["0.weight"], torch.tensor([[18.0, 72.0]]))
+    rms = C.gradient_rms(model, HAND_BATCHES, loss_fn=sum_squared_error)
+    assert torch.allclose(rms["0.weight"], torch.tensor([[18.0, 18.0]]).sqrt())
+
+
+def test_per_batch_signs_do_not_cancel():
+    # Two batches whose gradients are opposite: the mean gradient is 0, the per-batch scores are not.
+    model = linear_1x2()
+    batches = [(torch.tensor([[1.0, 1.0]]), torch.tensor([4.0])),    # out 3: dL/dw = 2·(3-4)·x = (-2, -2)
+               (torch.tensor([[1.0, 1.0]]), torch.tensor([2.0]))]    # out 3: dL/dw = (2, 2)
+    assert torch.allclose(C.gradients(model, batches, loss_fn=sum_squared_error)["0.weight"], torch.zeros(1, 2))
+    taylor = C.taylor_per_batch(model, batches, loss_fn=sum_squared_error)["0.weight"]
+    assert torch.allclose(taylor, torch.tensor([[4.0, 16.0]]))       # (1·2)², (2·2)²
 
 
 def test_fisher_matches_manual_loop_on_two_layer_net():
@@ -137,7 +153,8 @@ def test_fisher_matches_manual_loop_on_two_layer_net():
         model.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         for name in expected:
-            expected[name] += model.get_parameter(name).grad ** 2 / len(batches)
+            # squared batch gradient times the batch size: an estimate of the per-sample Fisher
+            expected[name] += len(y) * model.get_parameter(name).grad ** 2 / len(batches)
     model.zero_grad(set_to_none=True)
     fisher = C.fisher_diagonal(model, batches)
     assert list(fisher) == ["0.weight", "2.weight"]
@@ -187,11 +204,12 @@ def test_weight_scores_dispatch_matches_pure_functions():
     model = build_model("lenet300")
     loader = tiny_loader()
     weights = prunable_weights(model)
-    grads = C.gradients(model, loader)
     fisher = C.fisher_diagonal(model, loader)
+    taylor = C.taylor_per_batch(model, loader)
+    rms = C.gradient_rms(model, loader)
     expected = {"magnitude": lambda n, w: C.magnitude(w), "l2": lambda n, w: C.magnitude_l2(w),
-                "gradient": lambda n, w: C.gradient_magnitude(w, grads[n]),
-                "taylor": lambda n, w: C.taylor(w, grads[n]), "obd": lambda n, w: C.obd(w, fisher[n])}
+                "gradient": lambda n, w: rms[n], "taylor": lambda n, w: taylor[n],
+                "obd": lambda n, w: C.obd(w, fisher[n])}
     for criterion, fn in expected.items():
         scores = C.weight_scores(model, criterion, data=loader)
         assert list(scores) == list(weights)
@@ -224,3 +242,80 @@ def test_prune_global_with_taylor_scores():
     masks = prune_global(model, 0.5, scores=C.weight_scores(model, "taylor", data=tiny_loader()))
     assert model_sparsity(model) == pytest.approx(0.5, abs=1e-6)
     assert set(masks) == {"fc1.weight", "fc2.weight", "fc3.weight"}
+
+
+def test_taylor_per_batch_matches_manual_loop_on_two_layer_net():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    batches = [(torch.randn(5, 3), torch.randint(0, 2, (5,))) for _ in range(3)]
+    expected = {"0.weight": torch.zeros(4, 3), "2.weight": torch.zeros(2, 4)}
+    for x, y in batches:
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        for name in expected:
+            w = model.get_parameter(name)
+            expected[name] += (w * w.grad).detach() ** 2 / len(batches)
+    model.zero_grad(set_to_none=True)
+    scores = C.weight_scores(model, "taylor", batches)
+    for name in expected:
+        assert torch.allclose(scores[name], expected[name], atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- token models
+class TinyGPT(nn.Module):
+    """Embedding, one causal self-attention block and an MLP made of nn.Linear, as in nanoGPT."""
+
+    def __init__(self, vocab=11, dim=8, unused_layer=False):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        if unused_layer:
+            self.spare = nn.Linear(dim, dim)
+
+    def forward(self, idx):
+        x = self.embed(idx)
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        x = x + self.proj(nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True))
+        x = x + self.mlp(x)
+        return self.lm_head(x)
+
+
+def token_batches(n_batches=2, batch=3, length=5, vocab=11):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randint(0, vocab, (batch, length), generator=g),
+             torch.randint(0, vocab, (batch, length), generator=g)) for _ in range(n_batches)]
+
+
+def test_default_loss_flattens_token_logits():
+    logits, y = torch.randn(2, 3, 5), torch.randint(0, 5, (2, 3))
+    assert torch.allclose(C.default_loss(logits, y), nn.functional.cross_entropy(logits.reshape(6, 5), y.reshape(6)))
+    assert torch.allclose(C.default_loss(logits[0], y[0]), nn.functional.cross_entropy(logits[0], y[0]))
+
+
+def test_wanda_on_a_transformer_uses_every_token_of_every_linear():
+    torch.manual_seed(0)
+    model, batches = TinyGPT(), token_batches()
+    scores = C.weight_scores(model, "wanda", batches, exclude=["lm_head"])
+    assert list(scores) == ["qkv.weight", "proj.weight", "mlp.0.weight", "mlp.2.weight"]
+    # By hand for the MLP's second layer: its inputs are GELU outputs, all (B, T) positions.
+    inputs = []
+    handle = model.mlp[1].register_forward_hook(lambda m, i, o: inputs.append(o.detach().reshape(-1, o.shape[-1])))
+    with torch.no_grad():
+        for x, _ in batches:
+            model(x)
+    handle.remove()
+    norms = torch.cat(inputs).norm(dim=0)
+    assert torch.allclose(scores["mlp.2.weight"], model.mlp[2].weight.detach().abs() * norms, atol=1e-6)
+    # Gradient criteria work with (B, T) targets and the default loss.
+    taylor = C.weight_scores(model, "taylor", batches)
+    assert taylor["lm_head.weight"].shape == (11, 8) and bool((taylor["qkv.weight"] > 0).any())
+
+
+def test_wanda_names_layers_that_never_run():
+    with pytest.raises(ValueError, match=r"never called.*exclude"):
+        C.weight_scores(TinyGPT(unused_layer=True), "wanda", token_batches())
+    assert "spare.weight" not in C.weight_scores(TinyGPT(unused_layer=True), "wanda", token_batches(),
+                                                 exclude=["spare"])

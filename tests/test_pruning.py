@@ -10,7 +10,7 @@ from prunekit.data import load_dataset, subset
 from prunekit.models import build_model
 from prunekit.pruning import (apply_masks, enforce_masks, from_torch_prune, get_masks, keep_masks_on,
                               make_permanent, masks_from_zeros, model_sparsity, plain_state_dict,
-                              prunable_weights, prune_global, prune_layerwise, to_torch_prune)
+                              prunable_weights, prune_global, prune_layerwise, row_topk_mask, to_torch_prune)
 from prunekit.train import seed_everything, train
 
 
@@ -54,6 +54,44 @@ def test_exact_sparsities_dict_and_exclude():
     prune_global(model, 0.9, exclude=["fc3"])
     assert (model.fc3.weight != 0).all()
     assert sum(z.sum().item() for z in _zeros(model).values()) == round(0.9 * (235200 + 30000))
+
+
+@pytest.mark.parametrize("name, sparsity", [("lenet300", 0.5), ("lenet300", 0.8), ("lenet5", 0.37),
+                                            ("vgg", 0.9)])
+def test_per_row_prunes_exactly_round_sparsity_times_row_size_in_every_row(name, sparsity):
+    model = _model(name)
+    masks = prune_layerwise(model, sparsity, per_row=True)
+    for n, mask in masks.items():
+        rows = mask.flatten(1)                                 # a Linear row or a whole conv filter
+        pruned = (~rows).sum(dim=1)
+        expected = int(round(sparsity * rows.shape[1]))
+        assert (pruned == expected).all(), (n, pruned.unique(), expected)
+        weight = prunable_weights(model)[n].detach().flatten(1)
+        # The pruned entries of a row are its smallest |w| (magnitude by default).
+        worst_kept = weight.abs().masked_fill(~rows, float("inf")).amin(dim=1)
+        best_pruned = weight.abs().masked_fill(rows, float("-inf")).amax(dim=1)
+        assert (best_pruned <= worst_kept).all()
+
+
+def test_per_row_differs_from_per_layer_and_breaks_ties_by_index():
+    scores = torch.tensor([[4.0, 1.0, 3.0, 2.0], [10.0, 20.0, 30.0, 40.0]])
+    assert row_topk_mask(scores, 0.5).tolist() == [[True, False, True, False], [False, False, True, True]]
+    assert row_topk_mask(torch.ones(2, 3), 1 / 3).tolist() == [[False, True, True], [False, True, True]]
+    # Per layer, the whole first row would go (all its scores are below the second row's).
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2, bias=False))
+    layer = prune_layerwise(copy.deepcopy(model), 0.5, scores={"0.weight": scores})["0.weight"]
+    rows = prune_layerwise(model, 0.5, scores={"0.weight": scores}, per_row=True)["0.weight"]
+    assert layer.tolist() == [[False, False, False, False], [True, True, True, True]]
+    assert rows.tolist() == [[True, False, True, False], [False, False, True, True]]
+    with pytest.raises(ValueError, match="one row per output unit"):
+        row_topk_mask(torch.ones(4), 0.5)
+
+
+def test_per_row_keeps_earlier_pruning():
+    model = _model()
+    prune_layerwise(model, 0.5, per_row=True)
+    masks = prune_layerwise(model, 0.25, per_row=True)      # a lower target revives nothing
+    assert ((~masks["fc2.weight"]).sum(dim=1) == 150).all()
 
 
 def test_bad_arguments_name_what_was_expected():
