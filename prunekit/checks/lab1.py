@@ -43,6 +43,14 @@ __all__ = [
 ]
 
 
+# Library functions an exercise must not call (it asks the learner to write them); read by
+# prunekit.checks.provenance without importing this module.
+MUST_NOT_CALL = {
+    "train_masked": ["prunekit.train.train", "prunekit.train.fine_tune"],
+    "iterative_prune": ["prunekit.schedules.prune_iteratively"],
+}
+
+
 # ============================================================================ reference implementations
 def reference_magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Bool mask of ``weight.shape`` pruning exactly ``round(sparsity * numel)`` entries of smallest ``|w|``."""

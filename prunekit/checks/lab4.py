@@ -47,6 +47,16 @@ __all__ = [
 ]
 
 
+# Library functions an exercise must not call (it asks the learner to write them); read by
+# prunekit.checks.provenance without importing this module.
+MUST_NOT_CALL = {
+    "agp_step": ["prunekit.schedules.gradual_pruning_callback", "prunekit.schedules.prune_agp",
+                 "prunekit.pruning.prune_global"],
+    "imp_rewind": ["prunekit.lottery.find_lottery_ticket", "prunekit.lottery.prune_remaining",
+                   "prunekit.lottery.rewind_weights"],
+}
+
+
 # ============================================================================ reference implementations
 def reference_agp_sparsity(step: int, initial_sparsity: float, final_sparsity: float, start_step: int,
                            n_steps: int, frequency: int) -> float:
