@@ -94,23 +94,42 @@ def _nbgrader(cell: Any) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def _grade_id(cell: Any) -> str | None:
+    """A cell's nbgrader grade id when it is a string (a submission's metadata can hold anything)."""
+    value = _nbgrader(cell).get("grade_id")
+    return value if isinstance(value, str) else None
+
+
 @dataclass
 class GradedCell:
     grade_id: str
     points: float
     source: str
     exercises: list[str]            # the learner's functions this cell calls
+    needs: list[str]                # other free names (built from the solution's own statements)
+    position: int                   # statements of the solution before this cell
+
+
+@dataclass
+class Statement:
+    """A top-level statement of the solution that defines ``names`` (a fixture a hidden test may use)."""
+
+    position: int
+    names: tuple[str, ...]
+    source: str
+    free: tuple[str, ...]
 
 
 @dataclass
 class Lab:
-    """What grading needs from one solution notebook."""
+    """What grading needs from one solution notebook (trusted)."""
 
     path: Path
     graded: list[GradedCell]
     answer_ids: set[str]            # grade ids of the exercise (solution) cells
     imports: str                    # the solution's import statements, run in the grader
-    fixtures: dict[str, str]        # name -> expression (``zoo.load_pretrained("vgg")``)
+    statements: list[Statement]     # assignments and helper defs, in order
+    exercise_names: set[str]
 
     @property
     def max_total(self) -> float:
@@ -123,34 +142,54 @@ def _checks_namespace() -> dict:
     return {name: getattr(checks, name) for name in dir(checks) if not name.startswith("_")}
 
 
+def _free_names(tree: ast.AST) -> list[str]:
+    """Names a piece of code reads without defining it (approximate: any store anywhere counts)."""
+    stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    stored |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
+               for a in n.args + n.posonlyargs + n.kwonlyargs + [n.vararg, n.kwarg] if a is not None}
+    stored |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    loaded = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+    return list(dict.fromkeys(n for n in loaded if n not in stored))
+
+
 def load_lab(path: Path) -> Lab:
-    """Read a solution notebook (trusted) into a :class:`Lab`."""
+    """Read a solution notebook into a :class:`Lab`."""
     notebook = json.loads(Path(path).read_text(encoding="utf-8"))
-    imports, fixtures, answer_ids, graded = [], {}, set(), []
-    checks = set(_checks_namespace())
+    imports, statements, answer_ids, graded, exercises = [], [], set(), [], set()
+    position = 0
     for cell in notebook["cells"]:
         if cell.get("cell_type") != "code":
             continue
         meta, source = _nbgrader(cell), _source(cell)
         tree = provenance.parse_cell(source)
-        if meta.get("solution") and meta.get("grade_id"):
+        answer = bool(meta.get("solution")) and isinstance(meta.get("grade_id"), str)
+        if answer:
             answer_ids.add(meta["grade_id"])
+        if meta.get("grade") and isinstance(meta.get("grade_id"), str):
+            graded.append(GradedCell(meta["grade_id"], float(meta.get("points", 0)), source, [], [], position))
+            continue
         for node in tree.body if tree else []:
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and not (
-                    isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prunekit.checks")):
-                imports.append(ast.unparse(node))
-            elif (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-                  and isinstance(node.value, ast.Call) and ast.unparse(node.value.func).endswith("load_pretrained")):
-                fixtures[node.targets[0].id] = ast.unparse(node.value)
-        if meta.get("grade") and meta.get("grade_id"):
-            graded.append(GradedCell(meta["grade_id"], float(meta.get("points", 0)), source, []))
-    base = set(dir(builtins)) | checks | set(fixtures) | _imported_names(imports)
+            position += 1
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prunekit.checks")):
+                    imports.append(ast.unparse(node))
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                if answer:
+                    exercises.add(node.name)
+                else:
+                    statements.append(Statement(position, (node.name,), ast.unparse(node), tuple(_free_names(node))))
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                elts = target.elts if isinstance(target, ast.Tuple) else [target]
+                if all(isinstance(e, ast.Name) for e in elts):
+                    statements.append(Statement(position, tuple(e.id for e in elts), ast.unparse(node),
+                                                tuple(_free_names(node.value))))
+    base = set(dir(builtins)) | set(_checks_namespace()) | _imported_names(imports)
     for cell in graded:
-        tree = ast.parse(cell.source)
-        stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-        loaded = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
-        cell.exercises = list(dict.fromkeys(n for n in loaded if n not in stored and n not in base))
-    return Lab(Path(path), graded, answer_ids, "\n".join(dict.fromkeys(imports)), fixtures)
+        free = [n for n in _free_names(ast.parse(cell.source)) if n not in base]
+        cell.exercises = [n for n in free if n in exercises]
+        cell.needs = [n for n in free if n not in exercises]
+    return Lab(Path(path), graded, answer_ids, "\n".join(dict.fromkeys(imports)), statements, exercises)
 
 
 def _imported_names(imports: list[str]) -> set[str]:
@@ -163,6 +202,7 @@ def _imported_names(imports: list[str]) -> set[str]:
 
 _LABS: dict[str, Lab] = {}
 _BASES: dict[str, dict] = {}
+_FIXTURES: dict[tuple[str, int], dict] = {}
 
 
 def lab_for(path: Path) -> Lab:
@@ -173,16 +213,48 @@ def lab_for(path: Path) -> Lab:
 
 
 def _base_namespace(lab: Lab) -> dict:
-    """The grader-side globals of a lab's graded cells: its imports and checks (fixtures built lazily)."""
+    """The grader-side globals of a lab's graded cells: its imports and the checks."""
     key = str(lab.path)
     if key not in _BASES:
         namespace: dict = {"__name__": "prunekit_grader"}
         exec(compile(lab.imports, f"<imports of {lab.path.name}>", "exec"), namespace)  # noqa: S102 - solutions/
         namespace.update(_checks_namespace())
-        for name, expression in lab.fixtures.items():
-            namespace[name] = eval(expression, namespace)  # noqa: S307 - `zoo.load_pretrained("...")` of solutions/
         _BASES[key] = namespace
     return _BASES[key]
+
+
+class FixtureError(Exception):
+    """A hidden test uses a name the grader cannot build from the solution's own statements."""
+
+
+def fixture(lab: Lab, name: str, before: int, chain: tuple = ()) -> Any:
+    """The value ``name`` has in the solution just before statement ``before``, built in the grader.
+
+    Only the solution's own statements run (assignments and helper definitions, with what they depend
+    on); a statement that needs a learner's exercise function cannot be built and raises FixtureError.
+    """
+    os.environ.setdefault("PRUNEKIT_FAST", "1")  # the solution's data and budgets in fast mode
+    base = _base_namespace(lab)
+    if name in base:
+        return base[name]
+    statement = next((s for s in reversed(lab.statements) if s.position < before and name in s.names), None)
+    if statement is None or name in lab.exercise_names or len(chain) > 30:
+        raise FixtureError(f"the hidden test uses `{name}`, which the grader cannot build from the solution "
+                           "(an exercise's result or a name defined nowhere)")
+    key = (str(lab.path), statement.position)
+    if key not in _FIXTURES:
+        namespace = dict(base)
+        for dependency in statement.free:
+            if dependency not in namespace and dependency not in dir(builtins):
+                try:
+                    namespace[dependency] = fixture(lab, dependency, statement.position, chain + (name,))
+                except FixtureError:
+                    if not statement.source.startswith(("def ", "class ")):
+                        raise
+        exec(compile(statement.source, f"<solution statement {statement.position}>", "exec"),  # noqa: S102
+             namespace)
+        _FIXTURES[key] = namespace
+    return _FIXTURES[key][name]
 
 
 # ============================================================================ the submission
@@ -222,8 +294,7 @@ def find_lab(notebook: dict | None, path: Path, solutions: Path) -> Path:
     origin = meta.get("generated_from") if isinstance(meta, dict) else None
     if isinstance(origin, str) and Path(origin).name in by_name:
         return by_name[Path(origin).name]
-    ids = {_nbgrader(c).get("grade_id") for c in notebook["cells"]} - {None}
-    ids = {i for i in ids if isinstance(i, str)}
+    ids = {_grade_id(c) for c in notebook["cells"]} - {None}
     best = max(candidates, key=lambda p: len(ids & {c.grade_id for c in lab_for(p).graded}))
     if not ids & {c.grade_id for c in lab_for(best).graded}:
         raise ValueError("cannot tell which lab this is (no known graded cells, no lab metadata)")
@@ -242,7 +313,7 @@ def worker_cells(notebook: dict, lab: Lab) -> tuple[list[tuple[str, str, bool]],
             continue
         source = _source(cell)
         sources.append(source)
-        grade_id = _nbgrader(cell).get("grade_id")
+        grade_id = _grade_id(cell)
         tree = provenance.parse_cell(source)
         if tree is None:
             program.append((str(index), source, True))  # the worker reports the SyntaxError
@@ -288,8 +359,16 @@ def _reference(name: str):
 def _run_graded_cell(cell: GradedCell, lab: Lab, session: WorkerSession) -> tuple[bool, str]:
     """Run a solution's graded cell in the grader, exercises answered by the worker."""
     namespace = dict(_base_namespace(lab))
-    for name in lab.fixtures:
-        namespace[name] = copy.deepcopy(namespace[name])
+    try:
+        for name in cell.needs:
+            if name not in namespace:
+                value = fixture(lab, name, cell.position)
+                try:
+                    namespace[name] = copy.deepcopy(value)  # a fresh copy per cell: a wrong answer may mutate it
+                except Exception:  # noqa: BLE001 - not copyable (a loader): shared
+                    namespace[name] = value
+    except FixtureError as exc:
+        return False, f"grader error (tell the course authors): {exc}"
     results = []
 
     def wrap(check):
@@ -337,6 +416,21 @@ def grade_notebook(path: str | os.PathLike, solutions: str | os.PathLike = ROOT 
                    hide: tuple = ()) -> NotebookResult:
     """Grade one submitted notebook; never raises for a broken submission (it scores 0 instead)."""
     path, solutions = Path(path), Path(solutions)
+    try:
+        return _grade_notebook(path, solutions, cell_timeout, total_timeout, use_bwrap, hide)
+    except Exception as exc:  # noqa: BLE001 - a grader bug on one file must not stop the class
+        result = NotebookResult(str(path), "", error=f"grader error: {type(exc).__name__}: {exc}"[:300])
+        try:
+            lab = lab_for(find_lab(None, path, solutions))
+            result.solution, result.lab_max = str(lab.path), lab.max_total
+            result.exercises = [ExerciseResult(c.grade_id, 0.0, c.points, result.error) for c in lab.graded]
+        except (ValueError, FileNotFoundError):
+            pass
+        return result
+
+
+def _grade_notebook(path: Path, solutions: Path, cell_timeout: float, total_timeout: float,
+                    use_bwrap: bool | None, hide: tuple) -> NotebookResult:
     start = time.monotonic()
     notebook, problem = None, ""
     try:

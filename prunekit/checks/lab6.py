@@ -17,6 +17,15 @@ exercise                       contract                                        c
                                nonzero positions as gaps <= 2**b, fillers
 ``huffman_code_lengths``       ``(counts) -> [length per symbol]``: optimal     :func:`check_huffman_code_lengths`
                                prefix code, 0 for unused symbols
+``encode_layer``               ``(weight, sparsity, n_clusters, index_bits,     :func:`check_encode_layer`
+                               iters) -> dict``: prune, share, relative
+                               indices, Huffman bit strings
+``decode_layer``               ``(encoded dict) -> float32 weight``: exact      :func:`check_decode_layer`
+                               inverse of ``encode_layer``
+``quantize_affine_uint8``      ``(x, x_min=None, x_max=None) -> (q uint8,       :func:`check_quantize_affine_uint8`
+                               scale, zero_point int)``: range holds 0
+``fold_batchnorm``             ``(conv, bn) -> new conv with bias`` computing   :func:`check_fold_batchnorm`
+                               ``bn(conv(x))`` in eval mode
 =============================  ==============================================  ====================================
 
 The references are prunekit's own functions (:mod:`prunekit.compression`). Each check prints one line and
@@ -33,13 +42,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import compression
+from ..masks import topk_mask
 from .core import Case, CheckFailed, CheckResult, call, describe_tensor, expect, run_check
 
 __all__ = [
     "check_quantize_int8", "check_dequantize", "check_kmeans_share", "check_distillation_loss",
-    "check_relative_indices", "check_huffman_code_lengths",
+    "check_relative_indices", "check_huffman_code_lengths", "check_encode_layer", "check_decode_layer",
+    "check_quantize_affine_uint8", "check_fold_batchnorm",
     "reference_quantize_int8", "reference_dequantize", "reference_kmeans_share", "reference_distillation_loss",
-    "reference_relative_indices", "reference_huffman_code_lengths",
+    "reference_relative_indices", "reference_huffman_code_lengths", "reference_encode_layer",
+    "reference_decode_layer", "reference_quantize_affine_uint8", "reference_fold_batchnorm",
 ]
 
 
@@ -79,6 +91,93 @@ def reference_relative_indices(weight: torch.Tensor, index_bits: int) -> tuple[t
 def reference_huffman_code_lengths(counts) -> list[int]:
     """Optimal prefix-code lengths (Huffman 1952); 0 for unused symbols, 1 for a lone used symbol."""
     return compression.huffman_code_lengths(counts)
+
+
+def reference_encode_layer(weight: torch.Tensor, sparsity: float, n_clusters: int, index_bits: int,
+                           iters: int = 10) -> dict:
+    """Deep Compression of one layer, as data: magnitude-prune ``round(sparsity·n)`` weights, share the rest with
+    :func:`reference_kmeans_share`, store positions as relative indices, Huffman-code the two symbol streams.
+
+    Weight symbols: the cluster of each stored nonzero, ``n_clusters`` for a filler; gap symbols: ``gap - 1``.
+    Codes: canonical codes (:func:`prunekit.compression.canonical_codes`) of optimal Huffman lengths over
+    ``n_clusters + 1`` and ``2**index_bits`` symbols, written as strings of ``"0"``/``"1"``.
+
+    Returns:
+        ``{"shape": [..], "codebook": (n_clusters,) float32, "symbol_lengths": [..], "gap_lengths": [..],
+        "symbols": "0110...", "gaps": "10..."}``
+    """
+    w = weight.detach().float()
+    pruned = w * topk_mask(w.abs(), sparsity)
+    codebook, indices = reference_kmeans_share(pruned, n_clusters, iters)
+    gaps, fillers = reference_relative_indices(pruned, index_bits)
+    symbols = torch.full((len(gaps),), n_clusters, dtype=torch.long)
+    symbols[~fillers] = indices.flatten()[indices.flatten() >= 0]
+    gap_symbols = gaps - 1
+    encoded = {"shape": list(w.shape), "codebook": codebook.float()}
+    for name, stream, size in (("symbol", symbols, n_clusters + 1), ("gap", gap_symbols, 2 ** index_bits)):
+        lengths = reference_huffman_code_lengths(torch.bincount(stream, minlength=size).tolist())
+        codes = compression.canonical_codes(lengths)
+        encoded[f"{name}_lengths"] = lengths
+        encoded[f"{name}s"] = "".join(format(codes[i], f"0{lengths[i]}b") for i in stream.tolist())
+    return encoded
+
+
+def _read_codes(bits: str, lengths) -> list[int]:
+    """Symbols of a string of canonical prefix codes with the given lengths."""
+    table = {format(c, f"0{n}b"): i for i, (c, n) in enumerate(zip(compression.canonical_codes(lengths), lengths))
+             if n > 0}
+    out, word = [], ""
+    for bit in bits:
+        word += bit
+        if word in table:
+            out.append(table[word])
+            word = ""
+    if word:
+        raise ValueError(f"{len(word)} bits left over at the end of the stream: not a sequence of codes")
+    return out
+
+
+def reference_decode_layer(encoded: dict) -> torch.Tensor:
+    """The float32 weight of ``encoded["shape"]`` that :func:`reference_encode_layer`'s dict stands for: walk the
+    two streams together from position -1, advance by ``gap symbol + 1``, write ``codebook[s]`` unless s is the
+    filler symbol ``len(codebook)``; zeros everywhere else."""
+    codebook = torch.as_tensor(encoded["codebook"]).float()
+    symbols = _read_codes(encoded["symbols"], encoded["symbol_lengths"])
+    gaps = _read_codes(encoded["gaps"], encoded["gap_lengths"])
+    flat = torch.zeros(math.prod(encoded["shape"]), dtype=torch.float32)
+    position = -1
+    for symbol, gap in zip(symbols, gaps):
+        position += gap + 1
+        if symbol < len(codebook):
+            flat[position] = codebook[symbol]
+    return flat.view(*encoded["shape"])
+
+
+def reference_quantize_affine_uint8(x: torch.Tensor, x_min: float | None = None, x_max: float | None = None
+                                    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Affine (asymmetric) uint8: the range [lo, hi] = [min(x_min, 0), max(x_max, 0)] (x's own min / max when not
+    given) always holds 0; ``scale = (hi - lo) / 255`` (1 when hi == lo); ``zero_point = round(-lo / scale)``
+    clamped to [0, 255], a Python int; ``q = clamp(round(x / scale) + zero_point, 0, 255)`` as uint8."""
+    x = x.detach().float()
+    lo = min(float(x.min()) if x_min is None else float(x_min), 0.0)
+    hi = max(float(x.max()) if x_max is None else float(x_max), 0.0)
+    scale = torch.tensor((hi - lo) / 255 if hi > lo else 1.0, dtype=torch.float32)
+    zero_point = int(min(max(round(-lo / float(scale)), 0), 255))
+    q = (torch.round(x / scale) + zero_point).clamp(0, 255).to(torch.uint8)
+    return q, scale, zero_point
+
+
+@torch.no_grad()
+def reference_fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new Conv2d (with a bias) computing ``bn(conv(x))`` of the eval-mode BatchNorm: with ``s = γ / sqrt(var + eps)``,
+    ``W' = W · s`` per output channel and ``b' = β + (b - μ) · s`` (b = 0 when the conv has no bias)."""
+    s = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
+    folded.weight.copy_(conv.weight.detach() * s.view(-1, 1, 1, 1))
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    folded.bias.copy_(bn.bias.detach() + (bias - bn.running_mean) * s)
+    return folded.eval()
 
 
 # ============================================================================ shared helpers
@@ -637,3 +736,334 @@ def check_huffman_code_lengths(fn: Callable, strict: bool | None = None) -> Chec
     (Kraft Σ 2^-l ≤ 1) whose total length Σ count·length is optimal (any optimal tie-break accepted)."""
     return run_check("huffman_code_lengths", fn, _huf_cases, hint=_HUF_HINT,
                      passed="prefix-free, optimal total length, unused symbols, a lone symbol", strict=strict)
+
+
+# ============================================================================ encode_layer
+_ENC_HINT = ("pruned = weight * masks.topk_mask(weight.abs(), sparsity); codebook, indices = kmeans_share(pruned, "
+             "n_clusters, iters); gaps, fillers = relative_indices(pruned, index_bits); weight symbols: the cluster of "
+             "each nonzero in order, n_clusters for a filler; gap symbols: gap - 1; lengths = huffman_code_lengths("
+             "counts over n_clusters + 1 / 2**index_bits symbols); codes = compression.canonical_codes(lengths); "
+             "bits = ''.join(format(codes[s], f'0{lengths[s]}b') for s in stream)")
+_ENC_KEYS = ("shape", "codebook", "symbol_lengths", "gap_lengths", "symbols", "gaps")
+
+
+def _expected_shared(weight: torch.Tensor, sparsity: float, n_clusters: int, iters: int) -> torch.Tensor:
+    w = weight.detach().float()
+    pruned = w * topk_mask(w.abs(), sparsity)
+    return compression.shared_weight(*reference_kmeans_share(pruned, n_clusters, iters))
+
+
+def _enc_case(label: str, weight: torch.Tensor, sparsity: float, n_clusters: int, index_bits: int,
+              iters: int = 10) -> Case:
+    def run(fn):
+        out = call(fn, weight, sparsity, n_clusters, index_bits, iters)
+        expect(isinstance(out, dict), f"returned {type(out).__name__}, expected a dict with keys {list(_ENC_KEYS)}",
+               _ENC_HINT)
+        missing = [k for k in _ENC_KEYS if k not in out]
+        expect(not missing, f"the dict lacks {missing}", f"return exactly the keys {list(_ENC_KEYS)}")
+        expect(list(out["shape"]) == list(weight.shape), f"shape {out['shape']!r}, expected {list(weight.shape)}",
+               "store list(weight.shape): the decoder needs it")
+        for key in ("symbols", "gaps"):
+            expect(isinstance(out[key], str) and set(out[key]) <= {"0", "1"},
+                   f"{key!r} should be a string of '0' and '1', got {type(out[key]).__name__} {str(out[key])[:30]!r}",
+                   "write each code with format(code, f'0{length}b') and join them")
+        expect(len(out["symbol_lengths"]) == n_clusters + 1,
+               f"{len(out['symbol_lengths'])} weight-symbol code lengths, expected n_clusters + 1 = {n_clusters + 1}",
+               "the weight alphabet is the n_clusters clusters plus ONE filler symbol (= n_clusters)")
+        expect(len(out["gap_lengths"]) == 2 ** index_bits,
+               f"{len(out['gap_lengths'])} gap code lengths, expected 2**index_bits = {2 ** index_bits}",
+               "gaps 1 .. 2**index_bits are stored as the symbols gap - 1 = 0 .. 2**index_bits - 1")
+        want = reference_encode_layer(weight, sparsity, n_clusters, index_bits, iters)
+        expected = _expected_shared(weight, sparsity, n_clusters, iters)
+        try:
+            decoded = reference_decode_layer({**out, "codebook": torch.as_tensor(out["codebook"]).float()})
+        except (ValueError, IndexError, RuntimeError, KeyError) as exc:
+            raise CheckFailed(f"the streams do not decode: {exc}",
+                              "each stored entry gets one weight code and one gap code, from canonical codes of your "
+                              "code lengths; gap symbols are gap - 1. " + _ENC_HINT) from None
+        kept = int((weight.detach() != 0).sum()) - int(round(sparsity * weight.numel()))
+        n_kept = int((decoded != 0).sum())
+        if n_kept != int((expected != 0).sum()):
+            hint = (f"prune exactly round(sparsity · n) = {int(round(sparsity * weight.numel()))} weights (the "
+                    "smallest |w|), e.g. with masks.topk_mask(weight.abs(), sparsity). " + _ENC_HINT)
+            raise CheckFailed(f"the decoded layer has {n_kept} nonzeros, expected {int((expected != 0).sum())}", hint)
+        del kept
+        if not torch.equal(decoded != 0, expected != 0):
+            raise CheckFailed("the decoded nonzeros sit at the wrong positions",
+                              "gaps start from position -1, each filler advances by exactly 2**index_bits, and the "
+                              "gap SYMBOL is gap - 1. " + _ENC_HINT)
+        if not torch.allclose(decoded, expected, rtol=1e-5, atol=1e-7):
+            hint = _ENC_HINT
+            unpruned = compression.shared_weight(*reference_kmeans_share(weight.detach().float(), n_clusters, iters))
+            if torch.allclose(torch.as_tensor(out["codebook"]).float(),
+                              reference_kmeans_share(weight.detach().float(), n_clusters, iters)[0], rtol=1e-5) \
+                    and not torch.allclose(unpruned, expected):
+                hint = "share AFTER pruning: k-means on the pruned weight (its zeros are not clustered). " + _ENC_HINT
+            raise CheckFailed(f"the decoded values differ from the shared weight by up to "
+                              f"{(decoded - expected).abs().max():.3g}", hint)
+        for key, name in (("symbols", "weight-symbol"), ("gaps", "gap")):
+            expect(len(out[key]) == len(want[key]),
+                   f"the {name} stream has {len(out[key])} bits, an optimal (Huffman) code needs {len(want[key])}",
+                   "compute the code lengths with huffman_code_lengths from the symbols' counts (np/torch.bincount "
+                   "with minlength = the alphabet size), not a fixed width. " + _ENC_HINT)
+    return Case(f"{label} ({tuple(weight.shape)}, sparsity {sparsity}, {n_clusters} clusters, {index_bits}-bit "
+                f"gaps)", run)
+
+
+def _dense_weight(shape, seed: int) -> torch.Tensor:
+    g = _gen(seed)
+    return torch.randn(shape, generator=g) * 0.05 * torch.empty(shape).exponential_(1.0, generator=g)
+
+
+def _enc_cases() -> list[Case]:
+    return [
+        _enc_case("a small matrix, long gaps need fillers", _dense_weight((6, 10), 81), 0.8, 3, 2),
+        _enc_case("sparsity 0.37 of 40: round(14.8) = 15 pruned", _dense_weight((40,), 82), 0.37, 4, 3),
+        _enc_case("LeNet-like fc layer", _dense_weight((30, 50), 83), 0.92, 15, 4),
+        _enc_case("a conv weight (4-d)", _dense_weight((8, 4, 3, 3), 84), 0.6, 7, 3),
+        _enc_case("1-bit gaps: many fillers", _dense_weight((5, 12), 85), 0.9, 3, 1),
+        _enc_case("no pruning (sparsity 0)", _dense_weight((7, 5), 86), 0.0, 4, 2),
+        _enc_case("an nn.Parameter", nn.Parameter(_dense_weight((10, 10), 87)), 0.5, 5, 3),
+    ]
+
+
+def check_encode_layer(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``encode_layer(weight, sparsity, n_clusters, index_bits, iters)``: its dict decodes to the pruned and
+    shared weight, and each stream is as short as an optimal Huffman code allows; the weight untouched."""
+    return run_check("encode_layer", fn, _enc_cases, hint=_ENC_HINT,
+                     passed="exact pruning count, share after pruning, fillers, gap - 1 symbols, decodes exactly, "
+                            "Huffman-optimal streams", strict=strict)
+
+
+# ============================================================================ decode_layer
+_DEC_HINT = ("codes = compression.canonical_codes(lengths); table = {format(c, f'0{n}b'): symbol for each symbol with "
+             "n > 0}; read bits until the word is in the table (both streams); then from position -1: position += "
+             "gap_symbol + 1, write codebook[s] unless s == len(codebook) (a filler); return a float32 tensor of "
+             "encoded['shape'], zero elsewhere")
+
+
+def _dec_diagnose(encoded: dict, got: torch.Tensor, want: torch.Tensor) -> str:
+    if got.numel() == want.numel() and got.shape != want.shape:
+        return "reshape the flat result to encoded['shape']. " + _DEC_HINT
+    if got.shape == want.shape:
+        shifted = torch.zeros(want.numel())
+        shifted[:-1] = want.flatten()[1:]
+        if torch.equal(got.flatten(), shifted):
+            return "positions start at -1: the first gap g puts the first weight at position g - 1. " + _DEC_HINT
+        if bool(((got != 0) & (want == 0)).any()):
+            return "a filler (symbol == len(codebook)) holds no weight: skip it, only advance the position. " + _DEC_HINT
+    return _DEC_HINT
+
+
+def _dec_case(label: str, encoded: dict, expected: torch.Tensor | None = None) -> Case:
+    def run(fn):
+        given = {k: (v.clone() if isinstance(v, torch.Tensor) else list(v) if isinstance(v, list) else v)
+                 for k, v in encoded.items()}
+        out = fn(given)
+        expect(isinstance(out, torch.Tensor), f"returned {type(out).__name__}, expected a tensor", _DEC_HINT)
+        expect(out.dtype == torch.float32, f"returned dtype {out.dtype}, expected torch.float32",
+               "build the result with torch.zeros(n) (float32) and copy codebook values into it")
+        want = reference_decode_layer(encoded) if expected is None else expected
+        if not (out.shape == want.shape and torch.equal(out, want)):
+            raise CheckFailed(f"decoded {describe_tensor(out)}, expected {describe_tensor(want)}",
+                              _dec_diagnose(encoded, out.detach(), want))
+    return Case(label, run)
+
+
+def _dec_cases() -> list[Case]:
+    hand = {"shape": [2, 5], "codebook": torch.tensor([-0.5, 0.25, 1.0]),
+            "symbol_lengths": [2, 3, 1, 3], "gap_lengths": [1, 2, 3, 3],
+            # canonical codes: symbols 2 '0', 0 '10', 1 '110', 3 '111'; gap symbols 0 '0', 1 '10', 2 '110', 3 '111'
+            # entries: (symbol 2, gap 2), (filler 3, gap 4), (symbol 0, gap 1), (symbol 1, gap 1)
+            "symbols": "0" + "111" + "10" + "110", "gaps": "10" + "111" + "0" + "0"}
+    expected = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0], [0.0, -0.5, 0.25, 0.0, 0.0]])
+    cases = [_dec_case("a hand-made stream: weight 1.0 at 1, a filler, -0.5 at 6, 0.25 at 7", hand, expected)]
+    for i, (shape, sparsity, k, b) in enumerate([((6, 10), 0.8, 3, 2), ((40,), 0.37, 4, 3), ((30, 50), 0.92, 15, 4),
+                                                  ((8, 4, 3, 3), 0.6, 7, 3), ((5, 12), 0.9, 3, 1), ((7, 5), 0.0, 4, 2),
+                                                  ((3, 3), 0.9, 1, 2)]):
+        encoded = reference_encode_layer(_dense_weight(shape, 90 + i), sparsity, k, b)
+        cases.append(_dec_case(f"{shape}, sparsity {sparsity}, {k} clusters, {b}-bit gaps", encoded))
+    return cases
+
+
+def check_decode_layer(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``decode_layer(encoded)``: the exact float32 weight of ``encoded['shape']`` that an
+    ``encode_layer`` dict stands for (canonical codes, position -1 start, fillers skipped)."""
+    return run_check("decode_layer", fn, _dec_cases, hint=_DEC_HINT,
+                     passed="canonical codes, positions from -1, fillers hold nothing, shape, float32, exact",
+                     strict=strict)
+
+
+# ============================================================================ quantize_affine_uint8
+_AFF_HINT = ("lo = min(x_min or x.min(), 0), hi = max(x_max or x.max(), 0); scale = (hi - lo) / 255 (1 if hi == lo); "
+             "zero_point = int(round(-lo / scale)) clamped to [0, 255]; q = clamp(round(x / scale) + zero_point, "
+             "0, 255).to(torch.uint8); return q, scale (a 0-d float tensor), zero_point (an int)")
+
+
+def _aff_case(label: str, x: torch.Tensor, x_min=None, x_max=None, expected_q=None, expected_zp=None) -> Case:
+    def run(fn):
+        kwargs = {k: v for k, v in (("x_min", x_min), ("x_max", x_max)) if v is not None}
+        out = call(fn, x, **kwargs)
+        expect(isinstance(out, tuple) and len(out) == 3, f"returned {type(out).__name__}, expected a tuple "
+               "(q, scale, zero_point)", _AFF_HINT)
+        q, scale, zp = out
+        expect(isinstance(q, torch.Tensor) and q.dtype == torch.uint8,
+               f"q has dtype {getattr(q, 'dtype', type(q).__name__)}, expected torch.uint8",
+               "clamp to [0, 255] first, then .to(torch.uint8) (uint8 wraps around: 256 becomes 0)")
+        expect(tuple(q.shape) == tuple(x.shape), f"q has shape {tuple(q.shape)}, expected {tuple(x.shape)}")
+        expect(isinstance(zp, int) and not isinstance(zp, bool),
+               f"zero_point is {zp!r:.30} ({type(zp).__name__}), expected a Python int",
+               "the zero point is an integer: int(round(-lo / scale)), so that 0.0 is stored exactly")
+        expect(isinstance(scale, torch.Tensor) and scale.dim() == 0 and scale.is_floating_point(),
+               f"scale is {scale!r:.40}, expected a 0-d float tensor", "torch.tensor((hi - lo) / 255)")
+        want_q, want_scale, want_zp = reference_quantize_affine_uint8(x, x_min, x_max)
+        if expected_q is not None:
+            want_q = torch.tensor(expected_q, dtype=torch.uint8).view(x.shape)
+        if expected_zp is not None:
+            want_zp = expected_zp
+        lo = min(float(x.min()) if x_min is None else float(x_min), 0.0)
+        hi = max(float(x.max()) if x_max is None else float(x_max), 0.0)
+        hint = _AFF_HINT
+        raw_lo, raw_hi = (float(x.min()) if x_min is None else float(x_min)), \
+            (float(x.max()) if x_max is None else float(x_max))
+        if (raw_lo > 0 or raw_hi < 0) and abs(float(scale) - (raw_hi - raw_lo) / 255) < 1e-7 * max(1, abs(raw_hi)):
+            hint = ("the range must contain 0 (lo = min(x.min(), 0), hi = max(x.max(), 0)): then 0, the value of "
+                    "every ReLU zero and zero padding, is stored exactly as the zero point. " + _AFF_HINT)
+        elif hi > lo and abs(float(scale) - (hi - lo) / 256) < 1e-9 + 1e-6 * float(want_scale):
+            hint = "uint8 has 256 levels, 0 .. 255, so 255 steps: divide by 255, not 256. " + _AFF_HINT
+        expect(abs(float(scale) - float(want_scale)) <= 1e-6 * float(want_scale),
+               f"scale {float(scale):.6g}, expected {float(want_scale):.6g}", hint)
+        expect(zp == want_zp, f"zero_point {zp}, expected {want_zp}",
+               "zero_point = round(-lo / scale): the integer that stands for 0.0. " + _AFF_HINT)
+        diff = (q.int() - want_q.int()).abs()
+        if int(diff.max()) > 0:
+            hint = _AFF_HINT
+            floor = (torch.floor(x.float() / want_scale) + want_zp).clamp(0, 255).to(torch.uint8)
+            if torch.equal(q, floor):
+                hint = "round to the nearest integer (torch.round), do not floor. " + _AFF_HINT
+            elif int(diff.max()) > 128:
+                hint = ("values outside [0, 255] wrapped around: clamp BEFORE converting to uint8. " + _AFF_HINT)
+            raise CheckFailed(f"q = {describe_tensor(q)}, expected {describe_tensor(want_q)}", hint)
+    return Case(label, run)
+
+
+def _aff_cases() -> list[Case]:
+    g = _gen(101)
+    relu = torch.relu(torch.randn(8, 30, generator=g)) * 3
+    return [
+        _aff_case("post-ReLU [0, 0.5, 2.55, 1.0]: zero point 0, scale 0.01", torch.tensor([0.0, 0.5, 2.55, 1.0]),
+                  expected_q=[0, 50, 255, 100], expected_zp=0),
+        _aff_case("[-1, 0, 1.55]: scale 0.01, zero point 100", torch.tensor([-1.0, 0.0, 1.55]),
+                  expected_q=[0, 100, 255], expected_zp=100),
+        _aff_case("all positive [2, 3, 4.55]: the range still starts at 0", torch.tensor([2.0, 3.0, 4.55]),
+                  expected_zp=0),
+        _aff_case("all negative: zero point 255", torch.tensor([-2.55, -1.0, -0.01]), expected_zp=255),
+        _aff_case("a given range [0, 1] clips 1.7 to 255", torch.tensor([0.2, 1.7, 0.0, 0.999]), 0.0, 1.0),
+        _aff_case("a given range [-0.5, 2] (calibrated on other data)", torch.tensor([[-0.7, 0.1], [2.5, 1.0]]),
+                  -0.5, 2.0),
+        _aff_case("all zeros: scale 1, zero point 0", torch.zeros(5), expected_q=[0] * 5, expected_zp=0),
+        _aff_case("random post-ReLU activations (8, 30)", relu),
+        _aff_case("random signed values (40,)", torch.randn(40, generator=g) * 2 + 0.5),
+    ]
+
+
+def check_quantize_affine_uint8(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``quantize_affine_uint8(x, x_min=None, x_max=None)`` -> ``(q uint8, scale, zero_point int)``: range
+    holding 0, 255 steps, integer zero point, round then clamp to [0, 255]; x untouched."""
+    return run_check("quantize_affine_uint8", fn, _aff_cases, hint=_AFF_HINT,
+                     passed="range holds 0, /255, integer zero point, rounding, clamping, uint8", strict=strict)
+
+
+# ============================================================================ fold_batchnorm
+_FOLD_HINT = ("s = bn.weight / torch.sqrt(bn.running_var + bn.eps); new conv (same kernel, stride, padding, dilation, "
+              "groups, bias=True) with weight = conv.weight * s.view(-1, 1, 1, 1) and bias = bn.bias + "
+              "(conv.bias or 0 - bn.running_mean) * s; copy under torch.no_grad(), leave conv and bn untouched")
+
+
+def _fold_modules(seed: int, c_in: int, c_out: int, bias: bool, groups: int = 1, stride: int = 1,
+                  dilation: int = 1, eps: float = 1e-5):
+    g = _gen(seed)
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=bias)
+    finally:
+        torch.set_rng_state(state)
+    bn = nn.BatchNorm2d(c_out, eps=eps)
+    with torch.no_grad():
+        bn.weight.copy_(torch.randn(c_out, generator=g))              # some γ negative
+        bn.bias.copy_(torch.randn(c_out, generator=g) * 0.5)
+        bn.running_mean.copy_(torch.randn(c_out, generator=g) * 0.3)
+        bn.running_var.copy_(torch.rand(c_out, generator=g) * 0.05 + 0.002)   # small: eps matters
+    return conv.eval(), bn.eval()
+
+
+def _fold_case(label: str, seed: int, c_in: int, c_out: int, bias: bool, **options) -> Case:
+    def run(fn):
+        conv, bn = _fold_modules(seed, c_in, c_out, bias, **options)
+        states = [{k: v.clone() for k, v in m.state_dict().items()} for m in (conv, bn)]
+        out = fn(conv, bn)
+        for module, state, what in ((conv, states[0], "conv"), (bn, states[1], "bn")):
+            now = module.state_dict()
+            expect(all(torch.equal(state[k], now[k]) for k in state), f"your function changed the input `{what}`",
+                   "build a NEW conv; the caller still uses the original layers")
+        expect(isinstance(out, nn.Conv2d), f"returned {type(out).__name__}, expected an nn.Conv2d", _FOLD_HINT)
+        expect(out is not conv, "returned the input conv itself", "return a new nn.Conv2d")
+        expect(out.bias is not None, "the folded conv has no bias",
+               "the BatchNorm's shift β - μ·s becomes the bias: create the conv with bias=True")
+        for attr in ("kernel_size", "stride", "padding", "dilation", "groups"):
+            expect(getattr(out, attr) == getattr(conv, attr),
+                   f"the folded conv has {attr}={getattr(out, attr)}, the original {getattr(conv, attr)}",
+                   f"pass {attr}=conv.{attr} to nn.Conv2d(...)")
+        x = torch.randn(2, c_in, 9, 9, generator=_gen(seed + 1))
+        with torch.no_grad():
+            want, got = bn(conv(x)), out.eval()(x)
+        if not (got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-4)):
+            hint = _FOLD_HINT
+            with torch.no_grad():
+                b = conv.bias if conv.bias is not None else torch.zeros(c_out)
+                for s, mistake in (
+                        (bn.weight / torch.sqrt(bn.running_var), "add bn.eps to the variance before the square root"),
+                        (bn.weight / bn.running_var, "divide by the standard deviation sqrt(var + eps), not by the "
+                                                     "variance"),
+                        (bn.weight / (bn.running_var + bn.eps), "divide by the standard deviation sqrt(var + eps), "
+                                                                "not by the variance"),
+                        (bn.weight / torch.sqrt(bn.running_var + bn.eps), None)):
+                    w_ok = torch.allclose(out.weight, conv.weight * s.view(-1, 1, 1, 1), rtol=1e-4, atol=1e-6)
+                    if w_ok and mistake:
+                        hint = mistake + ". " + _FOLD_HINT
+                        break
+                    if w_ok and mistake is None:
+                        if torch.allclose(out.bias, bn.bias + b * s, atol=1e-5):
+                            hint = "subtract the running mean: bias = β + (b - μ) · s. " + _FOLD_HINT
+                        elif torch.allclose(out.bias, (b - bn.running_mean) * s, atol=1e-5):
+                            hint = "add β, the BatchNorm's shift, to the bias. " + _FOLD_HINT
+                        elif conv.bias is not None and torch.allclose(out.bias, bn.bias - bn.running_mean * s,
+                                                                      atol=1e-5):
+                            hint = "the conv's own bias passes through the BatchNorm too: (b - μ) · s. " + _FOLD_HINT
+            raise CheckFailed(f"the folded conv's output differs from bn(conv(x)) by up to "
+                              f"{(got - want).abs().max().item() if got.shape == want.shape else float('nan'):.3g}",
+                              hint)
+        for name, p in out.named_parameters():
+            expect(p.requires_grad, f"folded {name} does not require grad",
+                   "copy into the new conv's parameters under torch.no_grad()")
+    return Case(label, run)
+
+
+def _fold_cases() -> list[Case]:
+    return [
+        _fold_case("conv 3->4 without bias (as before a BatchNorm)", 111, 3, 4, False),
+        _fold_case("conv 2->3 with a bias", 112, 2, 3, True),
+        _fold_case("eps = 1e-3 with small running variances", 113, 4, 6, False, eps=1e-3),
+        _fold_case("stride 2, dilation 2", 114, 3, 5, True, stride=2, dilation=2),
+        _fold_case("groups = 2", 115, 4, 6, True, groups=2),
+        _fold_case("a VGG-sized layer 16->32", 116, 16, 32, False),
+    ]
+
+
+def check_fold_batchnorm(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Check ``fold_batchnorm(conv, bn)``: a new Conv2d with bias whose output equals ``bn(conv(x))`` (eval mode),
+    same kernel/stride/padding/dilation/groups; conv and bn untouched."""
+    return run_check("fold_batchnorm", fn, _fold_cases, hint=_FOLD_HINT,
+                     passed="γ/sqrt(var + eps) per output channel, (b - μ)·s + β, conv without bias, stride, "
+                            "dilation, groups, inputs untouched", strict=strict)

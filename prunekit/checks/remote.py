@@ -56,6 +56,7 @@ class WorkerSession:
         self.deadline = float("inf")
         self.references_called: list[str] = []   # references run for the worker since the last reset
         self.failure = ""
+        self.calls = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, cells: list[tuple[str, str, bool]], timeout: float = 180) -> list[str]:
@@ -91,7 +92,10 @@ class WorkerSession:
         """Call the worker's ``name(*args, **kwargs)``; returns the decoded result, updates the arguments."""
         if not self.alive:
             raise WorkerFailure(self.failure or "the worker is not running")
-        header, blob = self._request({"op": "call", "name": name, "args": args, "kwargs": kwargs}, raw=True)
+        self.calls += 1
+        call = self.calls
+        header, blob = self._request({"op": "call", "name": name, "args": args, "kwargs": kwargs, "call": call},
+                                     raw=True)
         status = _field(header, "status", blob)
         if status == "missing":
             kind = wire.decode_node(header.get("type", {"t": "str", "v": ""}), blob)
@@ -110,9 +114,42 @@ class WorkerSession:
                 _sync(mine, theirs, node, ["a", i])
             for key in kwargs:
                 _sync(kwargs[key], after_kwargs[key], _dict_node(header["kwargs"], key), ["k", key])
-            return wire.decode_node(header["result"], blob, resolve=lambda path: _resolve(path, args, kwargs))
+            result = wire.decode_node(header["result"], blob, resolve=lambda path: _resolve(path, args, kwargs))
+            if "grad_outputs" in header:
+                keys = wire.decode_node(header["grad_outputs"], blob)
+                leaves = [_resolve(list(p), args, kwargs) for p in wire.decode_node(header["grad_inputs"], blob)]
+                result = self._differentiable(result, keys, leaves, call)
+            return result
         except (wire.WireError, KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise TypeError(f"your function's answer could not be read as data: {exc}") from None
+
+    def _differentiable(self, result: Any, keys: list, leaves: list, call: int) -> Any:
+        """Reconnect the learner's result to the grader's inputs: backward() asks the worker for gradients."""
+        if not all(isinstance(t, torch.Tensor) and t.requires_grad for t in leaves):
+            raise wire.WireError("bad gradient inputs")
+
+        def wrap(index, value):
+            if not isinstance(value, torch.Tensor) or not (value.is_floating_point() or value.is_complex()):
+                raise wire.WireError("a differentiable output that is not a float tensor")
+            return _RemoteGrad.apply(self, call, index, value.detach(), *leaves)
+
+        if keys == [None]:
+            return wrap(0, result)
+        items = list(result) if isinstance(result, (list, tuple)) else None
+        for index, key in enumerate(keys):
+            if items is not None:
+                items[key] = wrap(index, items[key])
+            else:
+                result[key] = wrap(index, result[key])
+        return type(result)(items) if isinstance(result, tuple) else (items if items is not None else result)
+
+    def gradient(self, call: int, index: int, grad: torch.Tensor) -> list:
+        """Gradients of output ``index`` of call ``call`` with respect to its leaf inputs, computed by the worker."""
+        reply = self._request({"op": "grad", "call": call, "index": index, "grad": grad.detach()})
+        if reply.get("status") != "ok":
+            raise RuntimeError(f"computing the gradient of your function's result failed: "
+                               f"{reply.get('type')}: {reply.get('message')}")
+        return list(reply["grads"])
 
     def _request(self, message: dict, raw: bool = False):
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -191,6 +228,28 @@ class WorkerSession:
         self.failure = reason
         self.sandbox.kill()
         return WorkerFailure(reason)
+
+
+class _RemoteGrad(torch.autograd.Function):
+    """The learner's differentiable result, in the grader: its backward pass runs in the worker."""
+
+    @staticmethod
+    def forward(ctx, session, call, index, value, *leaves):
+        ctx.info = (session, call, index, [(t.shape, t.dtype) for t in leaves])
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        session, call, index, shapes = ctx.info
+        grads = session.gradient(call, index, grad)
+        if len(grads) != len(shapes):
+            raise RuntimeError("the worker sent the wrong number of gradients")
+        out = []
+        for g, (shape, dtype) in zip(grads, shapes):
+            if g is not None and (not isinstance(g, torch.Tensor) or g.shape != shape):
+                raise RuntimeError("the worker sent a gradient of the wrong shape")
+            out.append(None if g is None else g.to(dtype))
+        return (None, None, None, None, *out)
 
 
 class RemoteFunction:

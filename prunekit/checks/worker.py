@@ -13,6 +13,8 @@ Requests (dicts, key ``op``):
 * ``call``:  ``name``, ``args``, ``kwargs``: call the learner's function; answers ``result`` (argument objects
   returned as references), the arguments' state after the call (``args``/``kwargs``, for in-place
   exercises), or the exception's type, message and the learner's line.
+* ``grad``:  ``call``, ``index``, ``grad``: gradients of an earlier call's differentiable output with respect to
+  its leaf inputs (so a check can run ``loss.backward()`` on the learner's loss, in the grader);
 * ``bind``:  ``name``, ``ref``: from now on ``name`` is the course's reference (evaluated by the grader: a
   call becomes a ``ref`` request back to it), as ``use_or_reference`` does in a notebook.
 
@@ -173,6 +175,37 @@ def _exec(namespace: dict, cells: list) -> None:
     _answer(status="ok", errors=errors)
 
 
+def _leaves(value, path: list, out: dict) -> None:
+    """``{path (tuple): tensor}`` of the leaf tensors that require grad among one argument's tensors."""
+    found: dict = {}
+    _paths(value, path, found)
+    objects = {}
+    _objects(value, objects)
+    for key, p in found.items():
+        t = objects.get(key)
+        if isinstance(t, torch.Tensor) and t.requires_grad and t.is_leaf:
+            out.setdefault(tuple(p), t)
+
+
+def _objects(value, out: dict) -> None:
+    if isinstance(value, torch.Tensor):
+        out[id(value)] = value
+    elif isinstance(value, torch.nn.Module):
+        for t in list(value._parameters.values()) + list(value._buffers.values()):
+            _objects(t, out)
+        for m in value._modules.values():
+            _objects(m, out)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _objects(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _objects(v, out)
+    elif isinstance(value, torch.utils.data.TensorDataset):
+        for t in value.tensors:
+            _objects(t, out)
+
+
 def _paths(value, path: list, out: dict) -> None:
     """``{id(obj): path}`` of every tensor and module reachable from one argument."""
     if isinstance(value, (torch.Tensor, torch.nn.Module)):
@@ -196,7 +229,36 @@ def _paths(value, path: list, out: dict) -> None:
             _paths(t, path + [i], out)
 
 
-def _call(namespace: dict, name: str, args: tuple, kwargs: dict) -> None:
+_GRAPHS: dict = {}  # call id -> (differentiable outputs, leaf inputs): answers later "grad" requests
+
+
+def _differentiable(result) -> list:
+    """``[(key, tensor)]`` of the result's tensors that carry an autograd graph (key None: the result itself)."""
+    def ok(v):
+        return isinstance(v, torch.Tensor) and v.requires_grad and v.grad_fn is not None
+    if ok(result):
+        return [(None, result)]
+    if isinstance(result, (list, tuple)):
+        return [(i, v) for i, v in enumerate(result) if ok(v)]
+    if isinstance(result, dict):
+        return [(k, v) for k, v in result.items() if isinstance(k, (str, int)) and ok(v)]
+    return []
+
+
+def _gradient(call: int, index: int, grad) -> None:
+    outputs, inputs = _GRAPHS.get(call, ([], []))
+    if index >= len(outputs):
+        _answer(status="error", type="RuntimeError", message="no such graph", where="")
+        return
+    try:
+        grads = torch.autograd.grad([outputs[index]], inputs, [grad], allow_unused=True, retain_graph=True)
+    except BaseException as exc:  # noqa: BLE001
+        _answer(**_error_fields(exc))
+        return
+    _answer(status="ok", grads=list(grads))
+
+
+def _call(namespace: dict, name: str, args: tuple, kwargs: dict, call: int = 0) -> None:
     fn = namespace.get(name)
     if not callable(fn):
         _answer(status="missing", type=type(fn).__name__ if name in namespace else "")
@@ -211,9 +273,21 @@ def _call(namespace: dict, name: str, args: tuple, kwargs: dict) -> None:
     except BaseException as exc:  # noqa: BLE001 - SystemExit included: the learner's function ended badly
         _answer(**_error_fields(exc))
         return
+    fields = {"status": "ok", "result": result, "args": list(args), "kwargs": kwargs}
+    outputs = _differentiable(result)
+    leaves = {}
+    for i, arg in enumerate(args):
+        _leaves(arg, ["a", i], leaves)
+    for key, arg in kwargs.items():
+        _leaves(arg, ["k", key], leaves)
+    if outputs and leaves:  # the grader may differentiate the result with respect to its own inputs
+        _GRAPHS[call] = ([t for _, t in outputs], list(leaves.values()))
+        for old in sorted(_GRAPHS)[:-8]:
+            del _GRAPHS[old]
+        fields["grad_outputs"] = [k for k, _ in outputs]
+        fields["grad_inputs"] = [list(p) for p in leaves]
     try:
-        payload = wire.encode_message({"status": "ok", "result": result, "args": list(args), "kwargs": kwargs},
-                                      refs, annotated=("args", "kwargs"))
+        payload = wire.encode_message(fields, refs, annotated=("args", "kwargs"))
     except (wire.WireError, RecursionError) as exc:
         _answer(status="error", type="TypeError", message=f"your function returned something the grader cannot "
                 f"receive: {exc}", where="")
@@ -243,7 +317,9 @@ def main() -> None:
         if op == "exec":
             _exec(namespace, request["cells"])
         elif op == "call":
-            _call(namespace, request["name"], request["args"], request["kwargs"])
+            _call(namespace, request["name"], request["args"], request["kwargs"], request.get("call", 0))
+        elif op == "grad":
+            _gradient(request["call"], request["index"], request["grad"])
         elif op == "bind":
             namespace[request["name"]] = _Reference(request["ref"])
             _answer(status="ok")
