@@ -36,11 +36,12 @@ def mean_loss(model: nn.Module, data: Dataset | DataLoader, n_batches: int | Non
               batch_size: int = 32, device=None) -> float:
     """Mean next-character cross-entropy (nats per character) of ``model`` on ``data``'s (x, y) blocks.
 
-    Reads the blocks in order (no shuffling), the first ``n_batches`` batches only if given.
+    ``data``: a Dataset of (x, y) blocks (read in batches of ``batch_size``), or an iterable of
+    (x, y) batches (a DataLoader, a list). Reads the blocks in order (no shuffling), the first ``n_batches`` batches only if given.
     The model is measured in eval mode and returned to its previous mode.
     """
     device = get_device(device)
-    loader = data if isinstance(data, DataLoader) else make_loader(data, batch_size=batch_size)
+    loader = make_loader(data, batch_size=batch_size) if isinstance(data, Dataset) else data  # else: batches
     was_training = model.training
     model.eval().to(device)
     total, count = 0.0, 0
@@ -63,7 +64,7 @@ def perplexity(model: nn.Module, data: Dataset | DataLoader, n_batches: int | No
 
     Args:
         model: maps ids (B, T) to logits (B, T, vocab).
-        data: e.g. ``load_dataset("tinyshakespeare", "val")``, or a DataLoader over it.
+        data: e.g. ``load_dataset("tinyshakespeare", "val")``, or batches of (x, y) (a DataLoader, a list).
         n_batches: measure on the first ``n_batches`` batches only (fast mode); None = all.
 
     Example:
