@@ -14,7 +14,15 @@ penalty                       formula                    pushes to zero
 ============================= ========================== ====================================
 
 Note that :func:`prunekit.train.train` already applies L2 weight decay (``weight_decay=5e-4``): L2
-shrinks all weights a little, while L1 drives many exactly towards zero.
+shrinks all weights a little, while L1 pushes many towards zero.
+
+**Small is not zero.** Added to the loss and trained with (sub)gradient steps (SGD, Adam), these
+penalties make weights or groups *small*: a step of size ``lr·λ`` towards 0 overshoots and the
+value keeps oscillating around 0, so exact zeros (almost) never appear and a magnitude threshold
+still has to prune. Exact zeros come from a **proximal step** after each optimizer step, which
+sets to 0 whatever the penalty's step would carry past it: :func:`proximal_l1_` (soft
+thresholding) and :func:`proximal_group_lasso_` (group soft thresholding), with
+``threshold = lr·λ``. Chapter 02 derives and compares both.
 
 Example:
     >>> from prunekit.models import build_model
@@ -79,8 +87,10 @@ def group_lasso_penalty(model: nn.Module, strength: float, dim: int = 0, exclude
     * ``dim=1``: one input column (out,) of a Linear, or one input channel (out, kh, kw) of a
       Conv2d: whole inputs go to zero → prune input features/channels.
 
-    The norm is not squared, so (like L1 across groups) it drives entire groups to exactly zero;
-    groups are not weighted by size. At a group that is already zero, PyTorch's gradient is 0.
+    The norm is not squared, so (like L1 across groups) it pulls entire groups towards zero by
+    the same amount; groups are not weighted by size. Under SGD the groups become small but not
+    exactly zero (they oscillate around it); use :func:`proximal_group_lasso_` after each step
+    for exact zeros. At a group that is already zero, PyTorch's gradient is 0.
 
     Returns:
         a scalar tensor (shape ``()``).
@@ -124,6 +134,59 @@ def bn_gamma_l1(model: nn.Module, strength: float) -> torch.Tensor:
 
 
 PENALTIES = {"l1": l1_penalty, "group_lasso": group_lasso_penalty, "bn_gamma": bn_gamma_l1}
+
+
+# ----------------------------------------------------------------------------- proximal steps
+@torch.no_grad()
+def proximal_l1_(model: nn.Module, threshold: float, exclude: Iterable[str] = ()) -> int:
+    """Soft thresholding, in place: ``w ← sign(w)·max(|w| − threshold, 0)``; returns the zeros made.
+
+    The proximal step of ``λ Σ|w|``: call it after each optimizer step (on the loss *without* the
+    L1 term) with ``threshold = lr·λ``. Every weight within ``threshold`` of 0 becomes exactly 0,
+    which a gradient step on the penalty never does.
+
+    Example:
+        >>> lin = nn.Linear(3, 1, bias=False)
+        >>> lin.weight = nn.Parameter(torch.tensor([[0.5, -0.05, -2.0]]))
+        >>> proximal_l1_(nn.Sequential(lin), 0.1), lin.weight.tolist()
+        (1, [[0.4000000059604645, 0.0, -1.899999976158142]])
+    """
+    threshold = _check_strength(threshold)
+    zeros = 0
+    for w in _weights(model, exclude).values():
+        w.sub_(w.clamp(-threshold, threshold))      # = sign(w)·max(|w| − t, 0), and +0 not -0
+        zeros += int((w == 0).sum())
+    return zeros
+
+
+@torch.no_grad()
+def proximal_group_lasso_(model: nn.Module, threshold: float, dim: int = 0, exclude: Iterable[str] = ()) -> int:
+    """Group soft thresholding, in place: ``W_g ← W_g·max(1 − threshold/‖W_g‖₂, 0)``; returns zero groups.
+
+    The proximal step of :func:`group_lasso_penalty` (same groups, same ``dim``): after each
+    optimizer step, with ``threshold = lr·λ``, every group whose norm is at most ``threshold``
+    becomes exactly zero and the others shrink towards zero by ``threshold``.
+
+    Example:
+        >>> lin = nn.Linear(2, 2, bias=False)
+        >>> lin.weight = nn.Parameter(torch.tensor([[3., 4.], [0.03, 0.04]]))     # norms 5 and 0.05
+        >>> proximal_group_lasso_(nn.Sequential(lin), 0.1, dim=0), lin.weight.detach()
+        (1, tensor([[2.9400, 3.9200],
+                [0.0000, 0.0000]]))
+    """
+    threshold = _check_strength(threshold)
+    if dim not in (0, 1):
+        raise ValueError(f"dim must be 0 (output rows/filters) or 1 (input columns/channels), got {dim!r}")
+    zero_groups = 0
+    for w in _weights(model, exclude).values():
+        groups = w.movedim(dim, 0).flatten(1)
+        norms = groups.norm(dim=1)
+        factor = (1 - threshold / norms.clamp(min=1e-30)).clamp(min=0)
+        shape = [1] * w.dim()
+        shape[dim] = -1
+        w.mul_(factor.view(shape))
+        zero_groups += int((factor == 0).sum())
+    return zero_groups
 
 
 def make_regularizer(kind: str, strength: float, **options) -> Regularizer:

@@ -4,7 +4,8 @@ from torch import nn
 
 from prunekit.data import load_dataset, subset
 from prunekit.models import build_model
-from prunekit.regularizers import bn_gamma_l1, group_lasso_penalty, l1_penalty, make_regularizer
+from prunekit.regularizers import (bn_gamma_l1, group_lasso_penalty, l1_penalty, make_regularizer, proximal_group_lasso_,
+                                  proximal_l1_)
 from prunekit.train import train
 
 
@@ -91,3 +92,48 @@ def test_l1_in_training_shrinks_weights():
         train(model, data, epochs=1, quiet=True, regularizer=regularizer, weight_decay=0.0)
         norms.append(l1_penalty(model, 1.0).item())
     assert norms[1] < norms[0]
+
+
+def _sparse_regression(seed=0):
+    """y depends on the first 2 of 6 inputs: the 4 other input columns should become zero."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 6, generator=g)
+    y = x[:, :2] @ torch.tensor([[1.5, -1.0], [0.5, 2.0]]) + 0.01 * torch.randn(256, 2, generator=g)
+    return x, y
+
+
+def _fit(proximal, strength=0.05, lr=0.05, steps=400):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 2, bias=False))
+    x, y = _sparse_regression()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = nn.functional.mse_loss(model(x), y)
+        if not proximal:
+            loss = loss + group_lasso_penalty(model, strength, dim=1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if proximal:
+            proximal_group_lasso_(model, lr * strength, dim=1)
+    return model[0].weight.detach().norm(dim=0)        # one norm per input column
+
+
+def test_group_lasso_under_sgd_gives_small_groups_but_only_the_proximal_step_gives_zeros():
+    sgd, prox = _fit(proximal=False), _fit(proximal=True)
+    # Both find the two useful inputs and shrink the four others ...
+    assert (sgd[:2] > 0.5).all() and (prox[:2] > 0.5).all()
+    assert (sgd[2:] < 0.05).all()
+    # ... but plain (sub)gradient steps leave them oscillating around zero, never exactly at it.
+    assert (sgd[2:] > 0).all()
+    assert (prox[2:] == 0).all()
+
+
+def test_proximal_l1_soft_thresholds_and_counts_zeros():
+    model = nn.Sequential(nn.Linear(4, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.3, -0.3, 0.05, -0.1]]))
+    assert proximal_l1_(model, 0.1) == 2
+    assert torch.allclose(model[0].weight.detach(), torch.tensor([[0.2, -0.2, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="dim must be 0"):
+        proximal_group_lasso_(model, 0.1, dim=2)
