@@ -149,3 +149,94 @@ def test_strict_mode_reads_environment(monkeypatch):
     monkeypatch.setenv("PRUNEKIT_STRICT", "maybe")
     with pytest.raises(ValueError):
         core.strict_mode()
+
+
+# ----------------------------------------------------------------------------- every sentence has a case
+# A lab's check module may declare, for each exercise, the statements of its contract and the labels of
+# the cases that exercise each one (a label matches when it contains the given text):
+#
+#     CONTRACT = {"conv_macs": {"dilation d > 1 shrinks the output": ["dilation 2"],
+#                               "non-square kernel, stride and padding": ["kernel (3, 5)"]}}
+#
+# The test below runs each check on its reference, records the labels of the cases it really ran, and
+# fails for a statement no case covers. An exercise without a CONTRACT entry is listed by
+# test_contract_declarations (so the gap is visible), not silently accepted.
+def _recorded_labels(lab: str, name: str) -> list[str]:
+    labels: list[str] = []
+    module = LABS[lab]
+    original = module.run_check
+
+    def recording(check_name, fn, cases, hint, **kwargs):
+        built = list(cases() if callable(cases) else cases)
+        labels.extend(case.label for case in built)
+        return original(check_name, fn, built, hint, **kwargs)
+
+    module.run_check = recording
+    try:
+        _check(lab, name)(_reference(lab, name), strict=False)
+    finally:
+        module.run_check = original
+    return labels
+
+
+DECLARED = [(lab, name, statement, wanted) for lab in LABS for name, table in getattr(LABS[lab], "CONTRACT", {}).items()
+            for statement, wanted in table.items()]
+
+
+@pytest.mark.parametrize("lab,name,statement,wanted", DECLARED,
+                         ids=[f"{lab}-{name}-{i}" for i, (lab, name, _, _) in enumerate(DECLARED)])
+def test_every_contract_statement_has_a_case(lab, name, statement, wanted, capsys):
+    labels = _recorded_labels(lab, name)
+    assert wanted, f"{name}: the statement {statement!r} lists no case"
+    for text in wanted:
+        assert any(text in label for label in labels), \
+            f"{name}: no case labelled like {text!r} for {statement!r}; cases: {labels}"
+
+
+def test_contract_declarations():
+    """Exercises whose module declares no CONTRACT entry yet (issue 18, point 7): reported, and a
+    declared entry must name a real exercise."""
+    for lab, module in LABS.items():
+        declared = getattr(module, "CONTRACT", {})
+        assert set(declared) <= set(_exercises(lab)), f"{lab}.CONTRACT names unknown exercises"
+    missing = {lab: sorted(set(_exercises(lab)) - set(getattr(LABS[lab], "CONTRACT", {}))) for lab in LABS}
+    print("exercises without a CONTRACT table:", {k: v for k, v in missing.items() if v})
+
+
+# ----------------------------------------------------------------------------- the holes named in issue 18
+def _conv_macs_ignoring(what: str):
+    def wrong(conv, input_hw):
+        (h, w) = input_hw
+        kh, kw = conv.kernel_size
+        sh, sw = conv.stride
+        ph, pw = conv.padding
+        dh, dw = conv.dilation
+        if what == "dilation":
+            dh = dw = 1
+        if what == "non-square":
+            kw, sw, pw, dw = kh, sh, ph, dh
+        out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        return out_h * out_w * conv.out_channels * (conv.in_channels // conv.groups) * kh * kw
+    return wrong
+
+
+@pytest.mark.parametrize("what", ["dilation", "non-square"])
+def test_conv_macs_check_covers_dilation_and_non_square_geometry(what, capsys):
+    """Issue 18: a conv_macs that ignores dilation, or reads only the first of (kernel, stride, padding)."""
+    assert not LABS["lab3"].check_conv_macs(_conv_macs_ignoring(what), strict=False)
+
+
+def test_iterative_targets_check_wants_the_exact_final_sparsity(capsys):
+    """Issue 18: the last target must be exactly the final sparsity (visible at 0.3 or 0.1)."""
+    def power_only(final, rounds):
+        return [1.0 - (1.0 - final) ** (k / rounds) for k in range(1, rounds + 1)]
+    assert power_only(0.3, 3)[-1] != 0.3 or power_only(0.1, 3)[-1] != 0.1  # the float error is real
+    assert not LABS["lab4"].check_iterative_targets(power_only, strict=False)
+
+
+def test_should_stop_check_wants_a_python_bool(capsys):
+    """Issue 18: return types the text states (here a Python bool, not a 0-dim tensor)."""
+    def tensor_bool(history, tolerance):
+        return torch.tensor(history[-1] < history[0] - tolerance)
+    assert not LABS["lab4"].check_should_stop(tensor_bool, strict=False)

@@ -369,6 +369,9 @@ def _run_graded_cell(cell: GradedCell, lab: Lab, session: WorkerSession) -> tupl
                     namespace[name] = value
     except FixtureError as exc:
         return False, f"grader error (tell the course authors): {exc}"
+    except Exception as exc:  # noqa: BLE001 - building the solution's data failed (missing dataset...)
+        return False, f"grader error (tell the course authors): building {name!r} failed: " \
+                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:150] if str(exc) else ''}"
     results = []
 
     def wrap(check):
