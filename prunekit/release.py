@@ -9,6 +9,9 @@ One source: a solution notebook follows nbgrader's conventions, and this module 
 * lines between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` are removed, and so are nbval
   marker lines (``# NBVAL_CHECK_OUTPUT`` ...), which mean nothing to a learner;
 * cells tagged ``solution_only`` are dropped;
+* each graded cell gets ``metadata.prunekit.must_not_call``: for every exercise it checks, what that
+  exercise's code may not use (its ``reference_*``, ``prunekit.checks``, the library's own version; see
+  :mod:`prunekit.checks.provenance`), so learners and teachers see the rule the grader applies;
 * outputs, execution counts and execution metadata are cleared;
 * the file is written deterministically (nbformat 4, sorted keys, one-space indent, source split into
   lines, trailing newline): the same solution always gives a byte-identical lab.
@@ -50,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 _EXERCISE = re.compile(r"Exercise\s+(\d+(?:\.\d+)*)")
 _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(")
+_CHECK_CALL = re.compile(r"\bcheck_\w+\(\s*([A-Za-z_]\w*)\s*[,)]")
 
 
 class ReleaseError(ValueError):
@@ -126,12 +130,30 @@ def release_cell(cell: dict, where: str = "cell") -> dict:
     if kind == "code":
         new["outputs"] = []
         new["execution_count"] = None
+        nbgrader = metadata.get("nbgrader")
+        exercises = _CHECK_CALL.findall(_source(cell))
+        if isinstance(nbgrader, dict) and nbgrader.get("grade") and exercises:
+            rules = _provenance().must_not_call
+            metadata.setdefault("prunekit", {})["must_not_call"] = {name: rules(name) for name in exercises}
     else:
         new.pop("outputs", None)
         new.pop("execution_count", None)
         if kind == "markdown" and "attachments" in new and not new["attachments"]:
             new.pop("attachments")
     return new
+
+
+def _provenance():
+    """prunekit/checks/provenance.py, loaded on its own: releasing needs neither torch nor the checks."""
+    import importlib.util
+
+    if "_prunekit_provenance" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("_prunekit_provenance",
+                                                      Path(__file__).parent / "checks" / "provenance.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["_prunekit_provenance"] = module
+    return sys.modules["_prunekit_provenance"]
 
 
 def release_notebook(notebook: dict, name: str = "notebook") -> dict:
