@@ -17,8 +17,9 @@ from .lab3 import *  # noqa: F401,F403
 from .lab4 import *  # noqa: F401,F403
 from .lab5 import *  # noqa: F401,F403
 from .lab6 import *  # noqa: F401,F403
-from . import lab1 as _lab1, lab2 as _lab2, lab3 as _lab3, lab4 as _lab4, lab5 as _lab5, lab6 as _lab6
+from .lab7 import *  # noqa: F401,F403
+from . import lab1 as _lab1, lab2 as _lab2, lab3 as _lab3, lab4 as _lab4, lab5 as _lab5, lab6 as _lab6, lab7 as _lab7
 
 __all__ = ["CheckFailed", "CheckResult", "Case", "call", "expect", "run_check", "strict_mode",
            "use_or_reference", *_lab1.__all__, *_lab2.__all__, *_lab3.__all__,
-           *_lab4.__all__, *_lab5.__all__, *_lab6.__all__]
+           *_lab4.__all__, *_lab5.__all__, *_lab6.__all__, *_lab7.__all__]
