@@ -51,6 +51,87 @@ MUST_NOT_CALL = {
 }
 
 
+# Every statement of each exercise's contract (as the notebook states it) and the cases that test it
+# (a case counts when its label contains the text); tests/test_checks_contract.py runs the checks and
+# fails for a statement without a case (issue 18, point 7).
+CONTRACT = {
+    "magnitude_mask": {
+        "exactly k = round(sparsity * numel) zeros": ["round(3.7) = 4 pruned", "random (100,)"],
+        "the zeros at the smallest |w| (magnitude, not signed value)": ["large negative weights"],
+        "over the whole tensor, not row by row": ["whole tensor, not per row"],
+        "ties at the boundary: still exactly k": ["ties: [0.1]*4", "all weights equal"],
+        "sparsity 0 and 1": ["sparsity 0 keeps everything", "sparsity 1 prunes everything"],
+        "any shape and float dtype, Parameters too; weight not modified": ["random tied (6, 2, 3, 3)", "float64",
+                                                                            "an nn.Parameter"],
+    },
+    "global_magnitude_masks": {
+        "a mask for every name": ["the small tensor last in the dict", "three tensors"],
+        "exactly round(sparsity * total) pruned over all tensors": ["random, 4 tensors"],
+        "every pruned |w| <= every kept |w| across tensors (one ranking)": ["all of 'a' goes", "ties across tensors"],
+        "one tensor is plain magnitude pruning": ["one tensor only"],
+        "sparsity 0 and 1": ["sparsity 0", "sparsity 1"],
+    },
+    "random_mask": {
+        "exactly round(sparsity * numel) zeros": ["100 weights, sparsity 0.3", "(300, 784)"],
+        "uniformly random positions": ["every position equally likely"],
+        "depends only on shape, sparsity and seed; same seed same mask": ["same seed -> same mask"],
+        "torch's global random state untouched": ["global random state alone"],
+        "sparsity 0 and 1": ["sparsity 0", "sparsity 1"],
+    },
+    "saliency_scores": {
+        "|weight * grad| element by element": ["w = [0.5, -2, 0.1, 3]"],
+        "large gradient on a small weight can beat a large weight": ["a small weight with a large gradient"],
+        "shape of weight, floating point, any dtype": ["random (4, 3, 3, 3) torch.float64"],
+        "inputs unchanged, Parameters accepted": ["an nn.Parameter weight"],
+        "zero gradient gives zero": ["zero gradient"],
+    },
+    "remask_": {
+        "multiply each named parameter by its mask, by name": ["masks for 3 weights, dict order"],
+        "nested module names": ["nested layer"],
+        "bool or float 0/1 masks": ["float 0/1 masks"],
+        "parameters without a mask untouched": ["masks for fc1.weight", "empty dict"],
+        "in place (same Parameter objects), repeatable": ["called twice"],
+    },
+    "train_masked": {
+        "optimizer 'sgd' = SGD with momentum 0.9, step by step": ["step by step as torch.optim.SGD"],
+        "optimizer 'adam' = torch.optim.Adam": ["step by step as torch.optim.Adam", "Adam, mini-batches"],
+        "weight_decay passed to the optimizer": ["weight decay 5e-4"],
+        "masks applied before the first step and after every step: pruned weights exactly 0":
+            ["full batch, 15 steps", "mini-batches of 8"],
+        "exactly `steps` steps, cycling through epochs, last batch smaller": ["several epochs",
+                                                                              "a smaller last batch"],
+        "one float loss per step, the loss decreases": ["mini-batches of 8", "no masks: plain training"],
+        "bool or 0/1 masks, only the named parameters": ["a mask for fc2.weight only, float 0/1"],
+        "private generator from seed: repeatable, seed-dependent, global state untouched":
+            ["the same seed gives the same run"],
+    },
+    "iterative_prune": {
+        "rounds in schedule order, one (target, val_acc) per round run": ["schedule 0.5 -> 0.99"],
+        "stop right after the first round more than `tolerance` below DENSE validation accuracy":
+            ["stops when the accuracy drops", "a gradual decline (each round close to the previous one)"],
+        "the last accepted round is returned, as a copy with its val_acc": ["schedule 0.5 -> 0.99",
+                                                                             "tolerance 0.03"],
+        "every round accepted: the last one is returned": ["every round accepted"],
+        "first round fails: the dense copy, sparsity 0.0": ["the first round already fails"],
+        "masks from the current, fine-tuned weights (iterative); the input model untouched":
+            ["gradual decline", "every round accepted"],
+    },
+    "torch_prune_amount": {
+        "(target - current) / (1 - current)": ["current 0.5, target 0.75", "current 0.3, target 0.65"],
+        "0 when nothing is left (current == 1)": ["current 1.0, target 1.0"],
+        "edge cases target == current and target 1": ["current 0.8, target 0.8", "current 0.2, target 1.0"],
+        "the amounts reproduce a schedule with torch.nn.utils.prune": ["schedule 0.5 -> 0.99 hits every target"],
+    },
+    "prune_below": {
+        "|w| strictly below threshold becomes 0, |w| == threshold kept": ["threshold 0.25"],
+        "element-wise (some but not all below)": ["a mixed tensor"],
+        "threshold 0 and above every |w|": ["threshold 0 keeps everything", "threshold above every |w|"],
+        "a new tensor of the same shape and dtype; weight unchanged": ["random (4, 2, 3, 3) torch.float64",
+                                                                       "an nn.Parameter"],
+    },
+}
+
+
 # ============================================================================ reference implementations
 def reference_magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Bool mask of ``weight.shape`` pruning exactly ``round(sparsity * numel)`` entries of smallest ``|w|``."""

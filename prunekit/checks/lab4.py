@@ -57,6 +57,82 @@ MUST_NOT_CALL = {
 }
 
 
+# Every statement of each exercise's contract (as the notebook states it) and the cases that test it
+# (a case counts when its label contains the text); tests/test_checks_contract.py runs the checks and
+# fails for a statement without a case (issue 18, point 7).
+CONTRACT = {
+    "agp_sparsity": {
+        "the cubic ramp s_f + (s_i - s_f)(1 - k/n)^3": ["t = 3 of a 10-step ramp", "t = 5 of a 10-step ramp"],
+        "t rounded down to the last pruning step (every Δt steps)": ["frequency 4: t = 7 rounds down"],
+        "s_i before (and at) start_step": ["before start_step: s_i", "at start_step: still s_i"],
+        "s_f from t0 + nΔt on": ["at t0 + n*Δt and after: s_f", "one step before the end"],
+        "a Python float, whole schedules": ["integer sparsities 0 and 1", "the whole schedule"],
+    },
+    "iterative_targets": {
+        "s_k = 1 - (1 - s_f)^(k/R), k = 1..R": ["final 0.875, 3 round(s)", "final 0.96, 2 round(s)"],
+        "one target per round, a list": ["final 0.9, 1 round(s)", "final 0.6876, 12 round(s)"],
+        "the last entry EXACTLY final_sparsity (visible at 0.3, 0.1, 0.2)": ["final 0.3, 4", "final 0.1, 3",
+                                                                              "final 0.2, 1"],
+        "final 0 gives zeros": ["final 0.0, 3 round(s)"],
+    },
+    "agp_step": {
+        "target = agp_sparsity(step, ...) over all masked tensors together": ["a pruning event"],
+        "between events and before start_step the target does not move": ["between events (step 17)",
+                                                                           "before start_step"],
+        "prune the smallest |w| among the SURVIVORS, one global ranking": ["a pruning event",
+                                                                           "masks already 50 % pruned"],
+        "never revive; more pruned than the target: nothing changes": ["pruned weights revived by the optimizer",
+                                                                       "already prune more than the target"],
+        "zero the model's pruned weights in place at every call": ["revived by the optimizer",
+                                                                   "a whole SGD+momentum run"],
+        "s_f after the ramp, s_i > 0 at start_step": ["after the ramp: s_f", "s_i = 0.2 at start_step"],
+        "new bool (or 0/1) masks returned, input masks untouched": ["float 0/1 masks"],
+        "as a training callback under SGD with momentum and Adam": ["a whole SGD+momentum run",
+                                                                   "a whole Adam run"],
+    },
+    "prune_remaining_mask": {
+        "round(fraction * kept) of the SURVIVING weights": ["6 of 10 kept, fraction 0.5", "round, not int"],
+        "those of smallest |w|": ["large negative weights survive", "10 weights, all kept"],
+        "pruned entries stay pruned, their values ignored": ["pruned entries hold large values",
+                                                             "surviving weights that are exactly 0"],
+        "nothing left: nothing changes": ["nothing left to prune"],
+        "bool or 0/1 masks, any dtype; inputs unchanged": ["float 0/1 mask, float64 weight"],
+    },
+    "rewind": {
+        "every tensor of init_state back (weights, biases, buffers)": ["with BatchNorm: running statistics",
+                                                                       "masks for fc1 and fc2, fc3 dense"],
+        "pruned weights 0: mask * θ0": ["masks for every weight", "float 0/1 masks"],
+        "in place, the same Parameter objects, prunekit masks kept": ["the model carries prunekit masks"],
+        "no shared memory with init_state": ["no masks: a plain reset"],
+        "returns the model": ["BatchNorm and prunekit masks"],
+    },
+    "early_stop": {
+        "the (step, val_acc) pair of highest accuracy": ["peak in the middle", "best at the last point"],
+        "the earliest on ties": ["ties: the earliest best", "a plateau then a drop"],
+        "steps from the curve, not indices": ["steps that are not 0, 1, 2"],
+        "one point": ["one point"],
+    },
+    "imp_rewind": {
+        "prune `fraction` of the REMAINING weights of each layer per round, by trained |w|":
+            ["3 rounds, p = 0.2", "p = 0.8: few survivors"],
+        "the output layer at half the rate": ["output layer fc3 at half the rate", "late rewinding, output layer"],
+        "rewind survivors to θ0 (rewind_step 0), pruned weights 0, biases too": ["rewind to θ0", "one round"],
+        "rewind to θ_k, the weights after k steps of round 0": ["late rewinding: θ_k after 5 steps",
+                                                                "late rewinding to θ_1"],
+        "every round trained with train_round, same seed, masks kept; records per round": ["3 rounds, p = 0.2"],
+        "round 0 is the dense run; rounds + 1 records; the input model untouched": ["one round, p = 0.6"],
+    },
+    "should_stop": {
+        "history[-1] < history[0] - tolerance": ["a big drop", "0.5 points below with tolerance 0.25 points"],
+        "a drop of exactly tolerance is fine (strict <)": ["a drop of exactly the tolerance is fine"],
+        "compared with the dense model, not the best or previous round": ["not the best round",
+                                                                          "not the previous round"],
+        "tolerance is a fraction": ["tolerance is a fraction"],
+        "a bool; only the dense model: False": ["only the dense model", "better than dense"],
+    },
+}
+
+
 # ============================================================================ reference implementations
 def reference_agp_sparsity(step: int, initial_sparsity: float, final_sparsity: float, start_step: int,
                            n_steps: int, frequency: int) -> float:
