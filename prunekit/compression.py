@@ -12,7 +12,8 @@ module                         what it holds
                                BatchNorm folding: ``quantize_linear``, ``dequantize_linear``,
                                ``quantize_affine``, ``dequantize_affine``, ``fake_quantize``,
                                ``transform_weights``, ``quantize_weights``, ``fold_batchnorm``,
-                               ``fold_batchnorms``, ``activation_ranges``, ``quantize_activations``
+                               ``fold_batchnorms``, ``activation_ranges``, ``quantize_activations``,
+                               ``SCHEMES``
 :mod:`prunekit.sharing`        weight sharing with 1-d k-means: ``kmeans_share``,
                                ``shared_weight``, ``share_model``, ``TieToClusters``
 :mod:`prunekit.distillation`   ``distillation_loss``, ``predict_logits``, ``distill``
@@ -39,7 +40,7 @@ import torch  # noqa: F401  (for the example above)
 from .distillation import distill, distillation_loss, predict_logits
 from .encoding import (canonical_codes, compressed_breakdown, decode_compressed, encode_compressed,
                        huffman_code_lengths, pack_codes, positions_from_gaps, relative_indices, unpack_codes)
-from .quantization import (_channel_view, activation_ranges, dequantize_affine, dequantize_linear,  # noqa: F401
+from .quantization import (SCHEMES, _channel_view, activation_ranges, dequantize_affine, dequantize_linear,  # noqa: F401
                            fake_quantize, fold_batchnorm, fold_batchnorms, quantize_activations,
                            quantize_affine, quantize_linear, quantize_weights, transform_weights)
 from .sharing import TieToClusters, kmeans_share, share_model, shared_weight
@@ -48,7 +49,7 @@ from .sharing import TieToClusters, kmeans_share, share_model, shared_weight
 __all__ = [
     "quantize_linear", "dequantize_linear", "quantize_affine", "dequantize_affine", "fake_quantize",
     "transform_weights", "quantize_weights", "fold_batchnorm", "fold_batchnorms", "activation_ranges",
-    "quantize_activations",
+    "quantize_activations", "SCHEMES",
     "kmeans_share", "shared_weight", "share_model", "TieToClusters",
     "distillation_loss", "predict_logits", "distill",
     "relative_indices", "positions_from_gaps", "huffman_code_lengths", "canonical_codes",
