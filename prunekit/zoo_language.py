@@ -10,6 +10,12 @@ characters of context; this model has 3.2 M parameters and 128).
 
 The same recipe runs on a CPU (about an hour on two cores with bfloat16) and on a GPU (minutes).
 
+The shipped checkpoint was trained on an NVIDIA H200 in 48 s (13.7 ms per step): validation loss 1.4636
+nats per character (perplexity 4.32) on the whole validation split. The progress lines print a lower
+"val loss" (1.374 at the end) because they measure only the first 20 batches (640 of the 871 blocks):
+the last quarter of the validation text is harder for the model (1.71 nats on its 231 blocks, measured),
+not a precision effect (float32 and the shipped float16 weights both give 1.4636).
+
 Example:
     >>> from prunekit.zoo import load_pretrained
     >>> model = load_pretrained("chargpt")                # doctest: +SKIP
