@@ -8,7 +8,7 @@ One idea per module; read them in this order:
 ``prunekit.train``              train / evaluate / fine_tune, seeding, device choice, weight averaging
 ``prunekit.zoo``                pretrained checkpoints shipped with the course
 ``prunekit.masks``              scores -> 0/1 masks (exact top-k, threshold, N:M)
-``prunekit.criteria``           weight scores: |w|, w², random, |g|, |w·g|, OBD, movement, Wanda
+``prunekit.criteria``           weight scores: |w|, w², random, gradient, Taylor, OBD, movement, Wanda
 ``prunekit.activations``        forward hooks that collect activation statistics
 ``prunekit.channel_criteria``   neuron/channel scores: norms, APoZ, mean activation, Taylor, BN γ, FPGM
 ``prunekit.pruning``            masks on a model: layer-wise, global, kept through training
@@ -16,9 +16,12 @@ One idea per module; read them in this order:
 ``prunekit.surgery``            physically remove neurons and channels: a smaller, faster model
 ``prunekit.schedules``          one-shot, iterative, gradual (AGP) pruning; stopping rules
 ``prunekit.lottery``            lottery tickets with rewinding, and their controls
-``prunekit.regularizers``       L1, group lasso, BN-γ L1 (network slimming)
+``prunekit.regularizers``       L1, group lasso, BN-γ L1 (network slimming), proximal steps
 ``prunekit.sensitivity``        per-layer sensitivity scans; uniform / ERK / tolerance allocations
-``prunekit.measure``            parameters, nonzeros, MACs, bytes on disk, latency
+``prunekit.measure``            map of: counting (parameters, nonzeros, MACs), sizes (bytes on
+                                disk), latency (seconds per batch)
+``prunekit.compression``        map of: quantization (symmetric/affine, BN folding), sharing
+                                (k-means), distillation, encoding (Huffman, the compressed file)
 ``prunekit.plots``              the course's figures
 ``prunekit.widgets``            ipywidgets explorers (sparsity, schedules, masks)
 ``prunekit.bench``              ``python -m prunekit.bench``: speed of pruning and of pruned models
