@@ -38,3 +38,5 @@ from .sizes import (decode_sparse, encode_sparse, gzip_bytes, load_sparse, save_
 __all__ = ["count_parameters", "count_nonzeros", "sparsity_table", "format_table", "count_macs",
            "state_dict_bytes", "gzip_bytes", "encode_sparse", "decode_sparse", "sparse_bytes", "size_report",
            "save_sparse", "load_sparse", "CLOCKS", "measure_latency", "compare_latency", "latency_ratio"]
+
+from .language import perplexity  # noqa: E402,F401  (Lab 7: a language model is measured by its perplexity)
