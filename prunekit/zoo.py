@@ -41,6 +41,8 @@ from .data import cache_dir, cifar_archive_md5, load_dataset, make_loader, train
 from .models import DATASET_OF, LANGUAGE_MODEL_NAMES, MODEL_NAMES, build_model
 from .train import (evaluate, get_device, make_optimizer, make_scheduler, recompute_batchnorm, seed_everything,
                     train, update_weight_average)
+from .zoo_pruned import PRUNED_NAMES, load_pruned, pruned_info, train_pruned
+from .zoo_pruned import markdown_table as pruned_table
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 TARGETS = {"lenet300": 0.98, "lenet5": 0.99, "vgg": 0.90, "resnet20": 0.90}
@@ -139,6 +141,8 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
         >>> model.training                         # doctest: +SKIP
         False
     """
+    if name in PRUNED_NAMES:  # a pruned model (prunekit.zoo_pruned): its own, smaller architecture
+        return load_pruned(name, device)
     path = checkpoint_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint for {name!r} at {path}. "
@@ -151,6 +155,8 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
 
 def checkpoint_info(name: str) -> dict:
     """The metadata recorded with a checkpoint: recipe, data, test accuracy, training time..."""
+    if name in PRUNED_NAMES:
+        return pruned_info(name)
     path = checkpoint_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint for {name!r}; train it with python -m prunekit.zoo train {name}")
@@ -397,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m prunekit.zoo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a zoo model with its recipe and save the checkpoint")
-    t.add_argument("name", choices=MODEL_NAMES + LANGUAGE_MODEL_NAMES)
+    t.add_argument("name", choices=MODEL_NAMES + PRUNED_NAMES + LANGUAGE_MODEL_NAMES)
     t.add_argument("--epochs", type=int, help="override the recipe's epochs")
     t.add_argument("--cutout", type=int, help="override the recipe's cutout size (0 = off)")
     t.add_argument("--teacher", choices=MODEL_NAMES, help="distil from this shipped zoo model (default: the recipe's)")
@@ -413,6 +419,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "train":
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.name in PRUNED_NAMES:  # made from a dense checkpoint by its PrunedRecipe (no overrides)
+            train_pruned(args.name, device=args.device, resume=args.resume, quiet=args.quiet)
+            return
         if args.name in LANGUAGE_MODEL_NAMES:  # a language model (prunekit.zoo_language): its own LMRecipe
             from .zoo_language import train_chargpt
             train_chargpt(steps=args.steps, device=args.device, quiet=args.quiet)
@@ -421,6 +430,8 @@ def main(argv: list[str] | None = None) -> None:
                         cutout=args.cutout, teacher=args.teacher, lr=args.lr)
     elif args.command == "table":
         print(markdown_table())
+        print()
+        print(pruned_table())
     else:
         for name in MODEL_NAMES:
             try:
