@@ -60,6 +60,49 @@ MUST_NOT_CALL = {
 }
 
 
+# Each statement of an exercise's contract and the labels of the cases that test it (tests/test_checks_contract.py).
+CONTRACT = {
+    "perplexity_from_logits": {
+        "exp of the mean cross-entropy: known values": ["known answer", "perplexity 7", "perplexity 1"],
+        "mean over every position of every sequence, then exp once": ["random logits (3, 8, 11)", "(4, 16, 65)"],
+        "numerically stable for large logits": ["large logits"],
+        "any leading shape: (N, V) with (N,) too": ["2-D logits"],
+        "returns one number": ["random logits (1, 20, 5)"],
+    },
+    "wanda_mask": {
+        "score |W_ij| times input_norm[j] (column j)": ["the input norms change the ranking", "uneven input norms"],
+        "each row loses exactly round(sparsity * in)": ["random (8, 20)", "random (5, 7)"],
+        "square weights: norms on columns, groups are rows": ["random (6, 6)", "random (10, 10)"],
+        "sparsity 0 and 1": ["sparsity 0 keeps", "sparsity 1 prunes"],
+    },
+    "n_m_mask": {
+        "n largest |w| of every m consecutive inputs per row": ["1 row of 8, 2:4", "random (4, 16), 2:4"],
+        "absolute values": ["a large negative weight counts"],
+        "other patterns: 4:8 and 1:4": ["4:8", "1:4"],
+        "rows and groups when out is a multiple of m too": ["random (8, 8), 2:4", "random (12, 8), 2:4"],
+    },
+    "sparsegpt_update": {
+        "the kept weights right of a pruned one compensate (known answer)": ["w2 becomes 1.5"],
+        "nothing left of a pruned column moves": ["prune the LAST input"],
+        "keep everything: unchanged": ["keep everything"],
+        "column-wise OBS with the upper Cholesky factor of the inverse": ["random (8, 16)", "random (16, 32)"],
+        "structured masks": ["2:4 mask"],
+        "pruned entries exactly 0, float32, inputs unchanged": ["random (4, 8)"],
+    },
+    "remove_heads": {
+        "rows of query/key/value, columns of out, biases kept": ["keep [0, 2]", "keep [1, 4, 5]"],
+        "kept heads compute what they did (to 1e-5)": ["keep only head 3", "keep [1, 2]"],
+        "keeping every head changes nothing": ["keep all four"],
+        "one head left": ["keep [0]"],
+    },
+    "head_importance": {
+        "|dL/dgate| per head, shape (n_layer, n_head)": ["2 layers x 4 heads", "3 layers x 4 heads"],
+        "one layer, batch of 1": ["1 layer x 2 heads"],
+        "many heads per layer": ["2 layers x 8 heads"],
+    },
+}
+
+
 # ============================================================================ reference implementations
 def reference_perplexity_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """``exp(mean over every position of -log softmax(logits)[target])`` as a Python float."""
