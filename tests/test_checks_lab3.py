@@ -11,10 +11,11 @@ from torch import nn
 
 from checks_helpers import rejected
 from prunekit.checks.lab3 import (check_bn_gamma_importance, check_channel_l2_importance, check_conv_macs,
-                                  check_keep_indices, check_prune_conv_bn_conv, check_residual_group_importance,
-                                  reference_channel_l2_importance,
-                                  reference_conv_macs, reference_keep_indices, reference_prune_conv_bn_conv,
-                                  reference_residual_group_importance)
+                                  check_keep_indices, check_plan_for_mac_budget, check_prune_conv_bn_conv,
+                                  check_prune_residual_group, check_sensitivity_scan,
+                                  reference_channel_l2_importance, reference_conv_macs, reference_keep_indices,
+                                  reference_plan_for_mac_budget, reference_prune_conv_bn_conv,
+                                  reference_prune_residual_group, reference_sensitivity_scan)
 from prunekit.measure import count_macs
 from prunekit.models import build_model
 from prunekit.surgery import channel_masks_as_zeros, dependency_groups, prune_channels, prune_conv_bn_conv, shrink
@@ -242,27 +243,226 @@ def test_reference_conv_macs_adds_up_to_count_macs(name):
     assert total == count_macs(model, (3, 32, 32))["dense"]
 
 
-# ----------------------------------------------------------------------------- residual_group_importance
-def test_residual_group_importance_rejects_wrong_answers():
-    norm = reference_channel_l2_importance
-    rejected(check_residual_group_importance, lambda ws: norm(ws[0]), "first member")
-    rejected(check_residual_group_importance, lambda ws: norm(ws[-1]), "last member")
-    rejected(check_residual_group_importance,
-             lambda ws: torch.cat([w.flatten(1) for w in ws], dim=1).norm(dim=1), "one L2 norm")
-    rejected(check_residual_group_importance, lambda ws: torch.stack([norm(w) for w in ws]).mean(0), "mean")
-    rejected(check_residual_group_importance, lambda ws: torch.stack([norm(w) for w in ws]).max(0).values, "max")
-    rejected(check_residual_group_importance, lambda ws: sum(norm(w) ** 2 for w in ws), "squared")
+def test_conv_macs_covers_every_sentence_of_its_contract():
+    def no_dilation(conv, hw):                           # out = (in + 2p - k) // s + 1
+        (h, w), (kh, kw) = hw, conv.kernel_size
+        out_h = (h + 2 * conv.padding[0] - kh) // conv.stride[0] + 1
+        out_w = (w + 2 * conv.padding[1] - kw) // conv.stride[1] + 1
+        return out_h * out_w * conv.out_channels * conv.in_channels // conv.groups * kh * kw
+
+    def square_only(conv, hw):                           # reads [0] of every pair
+        h, k, s, p, d = hw[0], conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+        out = (h + 2 * p - d * (k - 1) - 1) // s + 1
+        return out * out * conv.out_channels * conv.in_channels // conv.groups * k * k
+
+    def square_stride_padding(conv, hw):                 # kernel and input as pairs, stride/padding/dilation not
+        (h, w), (kh, kw), s, p, d = hw, conv.kernel_size, conv.stride[0], conv.padding[0], conv.dilation[0]
+        out_h, out_w = (h + 2 * p - d * (kh - 1) - 1) // s + 1, (w + 2 * p - d * (kw - 1) - 1) // s + 1
+        return out_h * out_w * conv.out_channels * conv.in_channels // conv.groups * kh * kw
+
+    rejected(check_conv_macs, no_dilation, "dilation")
+    rejected(check_conv_macs, square_only, "pairs")
+    rejected(check_conv_macs, square_stride_padding, "pairs")
+    rejected(check_conv_macs, lambda conv, hw: torch.tensor(reference_conv_macs(conv, hw)), "int")
+    rejected(check_conv_macs, lambda conv, hw: float(reference_conv_macs(conv, hw)), "int")
+    rejected(check_conv_macs, lambda conv, hw: True, "int")
 
 
-def test_residual_group_importance_matches_prune_channels_on_resnet20():
+def test_prune_conv_bn_conv_needs_the_dilation():
+    @torch.no_grad()
+    def forgets_dilation(conv, bn, nxt, keep):
+        new_conv, new_bn, new_next = reference_prune_conv_bn_conv(conv, bn, nxt, keep)
+        plain = nn.Conv2d(new_conv.in_channels, new_conv.out_channels, new_conv.kernel_size, new_conv.stride,
+                          new_conv.padding, bias=new_conv.bias is not None)
+        plain.load_state_dict(new_conv.state_dict())
+        return plain, new_bn, new_next
+    rejected(check_prune_conv_bn_conv, forgets_dilation, "dilation")
+
+
+# ----------------------------------------------------------------------------- sensitivity_scan
+def _scan_with(cumulative=False, train_mode=False, importance="l2", transform=lambda acc, dense: acc,
+               as_tensor=False):
+    """A sensitivity scan with one deliberate mistake."""
+    @torch.no_grad()
+    def scan(model, amounts, images, labels):
+        dense = (model.eval()(images).argmax(1) == labels).float().mean().item()
+        current, out = model, {}
+        for group in dependency_groups(model):
+            accs = []
+            for amount in amounts:
+                pruned = prune_channels(current, {group.name: amount}, importance=importance)
+                pruned.train(train_mode)
+                acc = (pruned(images).argmax(1) == labels).float().mean()
+                accs.append(acc if as_tensor else transform(acc.item(), dense))
+            if cumulative:                               # keeps the last pruning for the next group
+                current = pruned
+            out[group.name] = accs
+        return out
+    return scan
+
+
+def test_sensitivity_scan_rejects_wrong_answers():
+    rejected(check_sensitivity_scan, _scan_with(cumulative=True), "ONE group")
+    rejected(check_sensitivity_scan, _scan_with(train_mode=True), "eval mode")
+    rejected(check_sensitivity_scan, _scan_with(importance="bn"), "L2")
+    rejected(check_sensitivity_scan, _scan_with(transform=lambda acc, dense: 1 - acc), "error rates")
+    rejected(check_sensitivity_scan, _scan_with(transform=lambda acc, dense: 100 * acc), "percentage")
+    rejected(check_sensitivity_scan, _scan_with(transform=lambda acc, dense: dense - acc), "DROP")
+    rejected(check_sensitivity_scan, _scan_with(as_tensor=True), "float")
+
+    def runs_the_original_in_train_mode(model, amounts, images, labels):
+        model(images)                                    # updates the BatchNorm statistics
+        return reference_sensitivity_scan(model, amounts, images, labels)
+    rejected(check_sensitivity_scan, runs_the_original_in_train_mode, "changed the model")
+
+    def skips_the_last_group(model, amounts, images, labels):
+        scan = reference_sensitivity_scan(model, amounts, images, labels)
+        return dict(list(scan.items())[:-1])
+    rejected(check_sensitivity_scan, skips_the_last_group, "groups")
+
+
+def test_sensitivity_scan_accepts_a_learner_style_loop():
+    def by_hand(model, amounts, images, labels):        # own keep_indices + shrink, a list comprehension
+        out = {}
+        for g in dependency_groups(model):
+            scores = sum(reference_channel_l2_importance(model.get_submodule(p).weight) for p in g.producers)
+            models = [shrink(model, {g.name: reference_keep_indices(scores, a)}).eval() for a in amounts]
+            with torch.no_grad():
+                out[g.name] = [float((m(images).argmax(-1) == labels).sum()) / len(labels) for m in models]
+        return out
+    assert check_sensitivity_scan(by_hand, strict=False)
+
+
+# ----------------------------------------------------------------------------- plan_for_mac_budget
+def _plan_with(order=sorted, pick=max, fits=lambda macs, budget: macs <= budget, raise_error=True, estimate=False):
+    """plan_for_mac_budget with one deliberate mistake."""
+    def plan_fn(model, amounts, scan, dense_accuracy, mac_budget, input_shape):
+        dense_macs = count_macs(model, input_shape)["dense"]
+        drops = {g: [dense_accuracy - a for a in accs] for g, accs in scan.items()}
+        for t in order({d for ds in drops.values() for d in ds}):
+            plan = {g: pick([a for a, d in zip(amounts, ds) if d <= t], default=0.0) for g, ds in drops.items()}
+            if estimate:
+                macs = dense_macs * (1 - sum(plan.values()) / len(plan)) ** 2
+            else:
+                macs = count_macs(prune_channels(model, plan), input_shape)["dense"]
+            if fits(macs, mac_budget):
+                return plan
+        if raise_error:
+            raise ValueError("no plan fits")
+        return {g: max(amounts) for g in scan}
+    return plan_fn
+
+
+def test_plan_for_mac_budget_rejects_wrong_answers():
+    rejected(check_plan_for_mac_budget, _plan_with(order=lambda ts: sorted(ts, reverse=True)), "smallest tolerance")
+    rejected(check_plan_for_mac_budget, _plan_with(pick=min), "largest amount")
+    rejected(check_plan_for_mac_budget, _plan_with(fits=lambda macs, budget: macs < budget), "equal is allowed")
+    rejected(check_plan_for_mac_budget, _plan_with(estimate=True), "count the MACs")
+    rejected(check_plan_for_mac_budget, _plan_with(raise_error=False), "ValueError")
+
+    def only_pruned_groups(*args):
+        return {g: a for g, a in reference_plan_for_mac_budget(*args).items() if a > 0}
+    rejected(check_plan_for_mac_budget, only_pruned_groups, "every group")
+
+    def threshold_on_accuracy(model, amounts, scan, dense_accuracy, mac_budget, input_shape):
+        for t in sorted({a for accs in scan.values() for a in accs}):
+            plan = {g: max([a for a, acc in zip(amounts, accs) if acc <= t], default=0.0) for g, accs in scan.items()}
+            if count_macs(prune_channels(model, plan), input_shape)["dense"] <= mac_budget:
+                return plan
+        raise ValueError
+    rejected(check_plan_for_mac_budget, threshold_on_accuracy, "DROP")
+
+
+def test_plan_for_mac_budget_accepts_a_loop_over_sorted_drops():
+    def learner(model, amounts, scan, dense_accuracy, mac_budget, input_shape):
+        tolerances = sorted(set(dense_accuracy - acc for accs in scan.values() for acc in accs))
+        for t in tolerances:
+            plan = {}
+            for g, accs in scan.items():
+                ok = [a for a, acc in zip(amounts, accs) if dense_accuracy - acc <= t]
+                plan[g] = ok[-1] if ok else 0.0          # amounts are ascending
+            small = prune_channels(model, plan)
+            if count_macs(small, input_shape)["dense"] <= mac_budget:
+                return plan
+        raise ValueError(f"nothing fits {mac_budget}")
+    assert check_plan_for_mac_budget(learner, strict=False)
+
+
+# ----------------------------------------------------------------------------- prune_residual_group
+def _prune_group_with(score="sum", keep_lowest=False, skip_norms=False, fresh_stats=False, in_place=False,
+                      skip_consumer=None, flat_columns=False):
+    """A hand-written group surgery with one deliberate mistake."""
+    @torch.no_grad()
+    def fn(model, group, amount):
+        g = {grp.name: grp for grp in dependency_groups(model)}[group]
+        norms = [reference_channel_l2_importance(model.get_submodule(p).weight) for p in g.producers]
+        scores = {"sum": lambda: sum(norms), "first": lambda: norms[0],
+                  "max": lambda: torch.stack(norms).max(0).values}[score]()
+        keep = reference_keep_indices(-scores if keep_lowest else scores, amount)
+        new = model if in_place else copy.deepcopy(model)
+
+        def put(name, module):
+            parent, _, child = name.rpartition(".")
+            setattr(new.get_submodule(parent) if parent else new, child, module)
+
+        for name in g.producers:
+            old = new.get_submodule(name)
+            conv = nn.Conv2d(old.in_channels, len(keep), old.kernel_size, old.stride, old.padding,
+                             bias=old.bias is not None)
+            conv.weight.copy_(old.weight[keep])
+            if old.bias is not None:
+                conv.bias.copy_(old.bias[keep])
+            put(name, conv)
+        for name in () if skip_norms else g.norms:
+            old = new.get_submodule(name)
+            bn = nn.BatchNorm2d(len(keep), eps=old.eps, momentum=old.momentum)
+            bn.weight.copy_(old.weight[keep])
+            bn.bias.copy_(old.bias[keep])
+            if not fresh_stats:
+                bn.running_mean.copy_(old.running_mean[keep])
+                bn.running_var.copy_(old.running_var[keep])
+            put(name, bn.eval())
+        for consumer in g.consumers:
+            if skip_consumer and skip_consumer in consumer.name:
+                continue
+            old = new.get_submodule(consumer.name)
+            if isinstance(old, nn.Linear):
+                cols = keep if flat_columns else \
+                    (keep[:, None] * consumer.spatial + torch.arange(consumer.spatial)).flatten()
+                layer = nn.Linear(len(cols), old.out_features)
+                layer.weight.copy_(old.weight[:, cols])
+                layer.bias.copy_(old.bias)
+            else:
+                layer = nn.Conv2d(len(keep), old.out_channels, old.kernel_size, old.stride, old.padding,
+                                  bias=old.bias is not None)
+                layer.weight.copy_(old.weight[:, keep])
+                if old.bias is not None:
+                    layer.bias.copy_(old.bias)
+            put(consumer.name, layer)
+        return new.eval()
+    return fn
+
+
+def test_prune_residual_group_accepts_a_hand_written_surgery():
+    assert check_prune_residual_group(_prune_group_with(), strict=False)
+
+
+def test_prune_residual_group_rejects_wrong_answers():
+    rejected(check_prune_residual_group, _prune_group_with(score="first"), "first producer")
+    rejected(check_prune_residual_group, _prune_group_with(score="max"), "max")
+    rejected(check_prune_residual_group, _prune_group_with(keep_lowest=True), "LOWEST")
+    rejected(check_prune_residual_group, _prune_group_with(skip_norms=True), "BatchNorm")
+    rejected(check_prune_residual_group, _prune_group_with(fresh_stats=True), "running")
+    rejected(check_prune_residual_group, _prune_group_with(in_place=True), "changed the input model")
+    rejected(check_prune_residual_group, _prune_group_with(skip_consumer="shortcut"), "INPUT channels")
+    rejected(check_prune_residual_group, _prune_group_with(flat_columns=True), "fc1")
+    rejected(check_prune_residual_group, lambda model, group, amount: model, "input model itself")
+
+
+def test_reference_prune_residual_group_matches_prune_channels_on_resnet20():
     torch.manual_seed(0)
-    model = build_model("resnet20")
-    groups = {g.name: g for g in dependency_groups(model)}
-    keep = {}
-    for name in ("stage1", "stage2", "stage3"):
-        weights = [model.get_submodule(p).weight for p in groups[name].producers]
-        keep[name] = reference_keep_indices(reference_residual_group_importance(weights), 0.25)
-    ours = shrink(model, keep)
-    theirs = prune_channels(model, {"stage1": 0.25, "stage2": 0.25, "stage3": 0.25})
-    for (n1, p1), (n2, p2) in zip(ours.state_dict().items(), theirs.state_dict().items()):
-        assert n1 == n2 and torch.equal(p1, p2), n1
+    model = build_model("resnet20").eval()
+    for name in ("stage1", "stage2", "stage3", "stage2.1.conv1"):
+        ours, theirs = reference_prune_residual_group(model, name, 0.25), prune_channels(model, {name: 0.25})
+        for (n1, p1), (n2, p2) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+            assert n1 == n2 and torch.equal(p1, p2), (name, n1)

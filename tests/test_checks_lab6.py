@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from checks_helpers import cases, rejected
-from prunekit import checks
+from torch import nn
+
+from prunekit import checks, compression
 
 def _check(name):
     return getattr(checks, f"check_{name}")
@@ -311,7 +313,17 @@ def ri_learner_style(w, bits):                           # correct: divmod inste
         gaps += [2 ** bits] * n_fill + [p - prev - n_fill * 2 ** bits]
         flags += [1] * n_fill + [0]
         prev = p
-    return torch.tensor(gaps, dtype=torch.long), torch.tensor(flags, dtype=torch.int64)
+    return torch.tensor(gaps, dtype=torch.long), torch.tensor(flags, dtype=torch.bool)
+
+
+def ri_int_flags(w, bits):                               # the text asks for a bool tensor
+    g, f = _ri(w, bits)
+    return g, f.long()
+
+
+def ri_int32_gaps(w, bits):                              # the text asks for int64
+    g, f = _ri(w, bits)
+    return g.int(), f
 
 
 # ============================================================================ huffman_code_lengths
@@ -370,6 +382,14 @@ def huf_unary(counts):                                   # prefix-free (1, 2, 3,
     return lengths
 
 
+def huf_tensor(counts):                                   # the text asks for a list
+    return torch.tensor(checks.reference_huffman_code_lengths(counts))
+
+
+def huf_float_lengths(counts):
+    return [float(n) for n in checks.reference_huffman_code_lengths(counts)]
+
+
 def huf_learner_style(counts):                           # correct: a different tie-break (newest first)
     counts = [int(c) for c in counts]
     nodes = [[c, [i]] for i, c in enumerate(counts) if c > 0]
@@ -385,6 +405,247 @@ def huf_learner_style(counts):                           # correct: a different 
     return lengths
 
 
+# ============================================================================ encode_layer
+def _enc(w, sparsity, k, b, iters=10, prune="round", share_first=False, filler_symbol=None, gap_offset=1,
+         huffman=True):
+    w = w.detach().float()
+    n_prune = int(sparsity * w.numel()) if prune == "int" else int(round(sparsity * w.numel()))
+    order = w.abs().flatten().argsort(stable=True)
+    pruned = w.flatten().clone()
+    pruned[order[:n_prune]] = 0
+    pruned = pruned.view(w.shape)
+    codebook, indices = checks.reference_kmeans_share(w if share_first else pruned, k, iters)
+    if share_first:
+        indices = torch.where(pruned != 0, indices, torch.full_like(indices, -1))
+    gaps, fillers = checks.reference_relative_indices(pruned, b)
+    symbols = torch.full((len(gaps),), k if filler_symbol is None else filler_symbol, dtype=torch.long)
+    symbols[~fillers] = indices.flatten()[indices.flatten() >= 0]
+    out = {"shape": list(w.shape), "codebook": codebook}
+    for name, stream, size in (("symbol", symbols, k + 1), ("gap", gaps - gap_offset, 2 ** b)):
+        counts = torch.bincount(stream, minlength=size).tolist()[:size]
+        lengths = checks.reference_huffman_code_lengths(counts) if huffman else \
+            [max(1, math.ceil(math.log2(size)))] * size
+        codes = compression.canonical_codes(lengths)
+        out[f"{name}_lengths"] = lengths
+        out[f"{name}s"] = "".join(format(codes[i], f"0{lengths[i]}b") for i in stream.tolist())
+    return out
+
+
+def enc_int_truncation(w, s, k, b, iters=10):
+    return _enc(w, s, k, b, iters, prune="int")
+
+
+def enc_share_before_pruning(w, s, k, b, iters=10):
+    return _enc(w, s, k, b, iters, share_first=True)
+
+
+def enc_filler_is_cluster_0(w, s, k, b, iters=10):
+    return _enc(w, s, k, b, iters, filler_symbol=0)
+
+
+def enc_gap_not_minus_1(w, s, k, b, iters=10):
+    return _enc(w, s, k, b, iters, gap_offset=0)
+
+
+def enc_fixed_width(w, s, k, b, iters=10):
+    return _enc(w, s, k, b, iters, huffman=False)
+
+
+def enc_bytes_not_bits(w, s, k, b, iters=10):
+    out = _enc(w, s, k, b, iters)
+    return {**out, "symbols": out["symbols"].encode(), "gaps": out["gaps"].encode()}
+
+
+def enc_learner_style(w, s, k, b, iters=10):             # correct: own loops, numpy bincount, lists
+    import numpy as np
+    w = w.detach()
+    pruned = w * checks.masks_topk(w.abs(), s) if hasattr(checks, "masks_topk") else \
+        w * __import__("prunekit.masks", fromlist=["topk_mask"]).topk_mask(w.abs(), s)
+    codebook, indices = checks.reference_kmeans_share(pruned, k, iters)
+    gaps, fillers = checks.reference_relative_indices(pruned, b)
+    clusters = iter(indices.flatten()[indices.flatten() >= 0].tolist())
+    symbols = [k if f else next(clusters) for f in fillers.tolist()]
+    gap_symbols = [g - 1 for g in gaps.tolist()]
+    result = {"shape": list(w.shape), "codebook": codebook}
+    for key, stream, size in (("symbol", symbols, k + 1), ("gap", gap_symbols, 2 ** b)):
+        lengths = checks.reference_huffman_code_lengths(np.bincount(stream, minlength=size).tolist())
+        codes = compression.canonical_codes(lengths)
+        result[key + "_lengths"] = lengths
+        result[key + "s"] = "".join(bin(codes[x])[2:].zfill(lengths[x]) for x in stream)
+    return result
+
+
+# ============================================================================ decode_layer
+def _dec(encoded, start=-1, write_fillers=False, reshape=True, dtype=torch.float32, plain_codes=False):
+    k = len(encoded["codebook"])
+
+    def read(bits, lengths):
+        if plain_codes:                                  # codes = symbol index in a fixed width: not canonical
+            width = max(lengths)
+            return [int(bits[i:i + width], 2) for i in range(0, len(bits), width)]
+        return checks.lab6._read_codes(bits, lengths)
+    symbols, gaps = read(encoded["symbols"], encoded["symbol_lengths"]), read(encoded["gaps"], encoded["gap_lengths"])
+    flat = torch.zeros(math.prod(encoded["shape"]), dtype=dtype)
+    position = start
+    for sym, gap in zip(symbols, gaps):
+        position += gap + 1
+        if position >= flat.numel():
+            break
+        if sym < k:
+            flat[position] = encoded["codebook"][sym]
+        elif write_fillers:
+            flat[position] = encoded["codebook"][0]
+    return flat.view(*encoded["shape"]) if reshape else flat
+
+
+def dec_from_zero(e):
+    return _dec(e, start=0)
+
+
+def dec_writes_fillers(e):
+    return _dec(e, write_fillers=True)
+
+
+def dec_flat(e):
+    return _dec(e, reshape=False)
+
+
+def dec_float64(e):
+    return _dec(e, dtype=torch.float64)
+
+
+def dec_not_canonical(e):
+    return _dec(e, plain_codes=True)
+
+
+def dec_learner_style(e):                                # correct: a dict of codes, positions via cumsum
+    def read(bits, lengths):
+        codes = compression.canonical_codes(lengths)
+        table = {(n, c): s for s, (c, n) in enumerate(zip(codes, lengths)) if n}
+        out, value, n = [], 0, 0
+        for bit in bits:
+            value, n = value * 2 + int(bit), n + 1
+            if (n, value) in table:
+                out.append(table[(n, value)])
+                value, n = 0, 0
+        return out
+    symbols = torch.tensor(read(e["symbols"], e["symbol_lengths"]), dtype=torch.long)
+    gaps = torch.tensor(read(e["gaps"], e["gap_lengths"]), dtype=torch.long) + 1
+    positions = torch.cumsum(gaps, 0) - 1
+    keep = symbols < len(e["codebook"])
+    flat = torch.zeros(math.prod(e["shape"]))
+    flat[positions[keep]] = torch.as_tensor(e["codebook"]).float()[symbols[keep]]
+    return flat.reshape(e["shape"])
+
+
+# ============================================================================ quantize_affine_uint8
+def _aff(x, x_min=None, x_max=None, include_zero=True, levels=255, rounding=torch.round, clamp=True, int_zp=True,
+         dtype=torch.uint8):
+    x = x.detach().float()
+    lo = float(x.min()) if x_min is None else float(x_min)
+    hi = float(x.max()) if x_max is None else float(x_max)
+    if include_zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = torch.tensor((hi - lo) / levels if hi > lo else 1.0)
+    zp = -lo / float(scale)
+    zp = int(min(max(round(zp), 0), 255)) if int_zp else zp
+    q = rounding(x / scale) + zp
+    q = q.clamp(0, 255) if clamp else q
+    return q.to(dtype), scale, zp
+
+
+def aff_range_without_zero(x, x_min=None, x_max=None):
+    return _aff(x, x_min, x_max, include_zero=False)
+
+
+def aff_256_levels(x, x_min=None, x_max=None):
+    return _aff(x, x_min, x_max, levels=256)
+
+
+def aff_floor(x, x_min=None, x_max=None):
+    return _aff(x, x_min, x_max, rounding=torch.floor)
+
+
+def aff_no_clamp(x, x_min=None, x_max=None):
+    return _aff(x, x_min, x_max, clamp=False)
+
+
+def aff_float_zero_point(x, x_min=None, x_max=None):
+    return _aff(x, x_min, x_max, int_zp=False)
+
+
+def aff_int8(x, x_min=None, x_max=None):
+    return _aff(x, x_min, x_max, dtype=torch.int8)
+
+
+def aff_learner_style(x, x_min=None, x_max=None):        # correct: Python floats, explicit clamp with min/max
+    lo = min(0.0, x.min().item() if x_min is None else x_min)
+    hi = max(0.0, x.max().item() if x_max is None else x_max)
+    scale = (hi - lo) / 255 if hi != lo else 1.0
+    zero_point = max(0, min(255, round(-lo / scale)))
+    q = torch.clamp(torch.round(x.detach() / scale) + zero_point, min=0, max=255).to(torch.uint8)
+    return q, torch.tensor(scale), int(zero_point)
+
+
+# ============================================================================ fold_batchnorm
+def _fold(conv, bn, eps=True, sqrt=True, mean=True, beta=True, conv_bias=True, in_place=False):
+    with torch.no_grad():
+        var = bn.running_var + (bn.eps if eps else 0.0)
+        s = bn.weight / (torch.sqrt(var) if sqrt else var)
+        folded = conv if in_place else nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                                 conv.padding, conv.dilation, conv.groups, bias=True)
+        b = conv.bias.clone() if (conv.bias is not None and conv_bias) else torch.zeros(conv.out_channels)
+        if in_place and conv.bias is None:
+            folded.bias = nn.Parameter(torch.zeros(conv.out_channels))
+        folded.weight.copy_(conv.weight * s.view(-1, 1, 1, 1))
+        folded.bias.copy_((bn.bias if beta else 0.0) + (b - (bn.running_mean if mean else 0.0)) * s)
+    return folded
+
+
+def fold_no_eps(conv, bn):
+    return _fold(conv, bn, eps=False)
+
+
+def fold_variance(conv, bn):
+    return _fold(conv, bn, sqrt=False)
+
+
+def fold_no_mean(conv, bn):
+    return _fold(conv, bn, mean=False)
+
+
+def fold_no_beta(conv, bn):
+    return _fold(conv, bn, beta=False)
+
+
+def fold_drops_conv_bias(conv, bn):
+    return _fold(conv, bn, conv_bias=False)
+
+
+def fold_in_place(conv, bn):
+    return _fold(conv, bn, in_place=True)
+
+
+def fold_no_groups(conv, bn):
+    with torch.no_grad():
+        ref = checks.reference_fold_batchnorm(conv, bn)
+        if conv.groups == 1:
+            return ref
+        return nn.Conv2d(conv.in_channels // conv.groups, conv.out_channels, conv.kernel_size, conv.stride,
+                         conv.padding, conv.dilation)
+
+
+def fold_learner_style(conv, bn):                        # correct: BN as an affine map, written step by step
+    std = (bn.running_var + bn.eps).sqrt()
+    factor = bn.weight.detach() / std
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                    dilation=conv.dilation, groups=conv.groups)
+    new.weight.data = conv.weight.detach() * factor[:, None, None, None]
+    old_bias = conv.bias.detach() if conv.bias is not None else 0
+    new.bias.data = factor * (old_bias - bn.running_mean) + bn.bias.detach()
+    return new
+
+
 WRONG = {
     "quantize_int8": [q_over_128, q_over_255, q_floor, q_truncate, q_no_clamp, q_wrong_axis, q_ignores_per_channel,
                       q_float_values, q_ignores_scale],
@@ -394,9 +655,17 @@ WRONG = {
     "distillation_loss": [kd_no_t2, kd_reversed, kd_student_no_temperature, kd_teacher_no_temperature,
                           kd_mean_reduction, kd_sum_reduction, kd_alpha_swapped, kd_ce_with_temperature,
                           kd_no_detach, kd_item],
-    "relative_indices": [ri_from_zero, ri_no_fillers, ri_short_fillers, ri_ge, ri_absolute, ri_flags_inverted],
+    "relative_indices": [ri_from_zero, ri_no_fillers, ri_short_fillers, ri_ge, ri_absolute, ri_flags_inverted,
+                         ri_int_flags, ri_int32_gaps],
     "huffman_code_lengths": [huf_fixed, huf_shannon, huf_floor, huf_merge_largest, huf_codes_unused, huf_lone_zero,
-                             huf_unary],
+                             huf_unary, huf_tensor, huf_float_lengths],
+    "encode_layer": [enc_int_truncation, enc_share_before_pruning, enc_filler_is_cluster_0, enc_gap_not_minus_1,
+                     enc_fixed_width, enc_bytes_not_bits],
+    "decode_layer": [dec_from_zero, dec_writes_fillers, dec_flat, dec_float64, dec_not_canonical],
+    "quantize_affine_uint8": [aff_range_without_zero, aff_256_levels, aff_floor, aff_no_clamp, aff_float_zero_point,
+                              aff_int8],
+    "fold_batchnorm": [fold_no_eps, fold_variance, fold_no_mean, fold_no_beta, fold_drops_conv_bias, fold_in_place,
+                       fold_no_groups],
 }
 RIGHT = {
     "quantize_int8": [q_learner_style],
@@ -405,6 +674,10 @@ RIGHT = {
     "distillation_loss": [kd_learner_style],
     "relative_indices": [ri_learner_style],
     "huffman_code_lengths": [huf_learner_style],
+    "encode_layer": [enc_learner_style],
+    "decode_layer": [dec_learner_style],
+    "quantize_affine_uint8": [aff_learner_style],
+    "fold_batchnorm": [fold_learner_style],
 }
 # What the hint must say for the mistake (lower-case substring of the printed line).
 HINTS = {
@@ -418,9 +691,18 @@ HINTS = {
     kd_sum_reduction: "do not sum", kd_alpha_swapped: "alpha weights the soft", kd_ce_with_temperature: "plain logits",
     kd_no_detach: "detach", kd_item: "not `.item()`",
     ri_from_zero: "position -1", ri_no_fillers: "insert filler", ri_short_fillers: "exactly 2**index_bits",
-    ri_ge: "needs no filler", ri_absolute: "difference",
+    ri_ge: "needs no filler", ri_absolute: "difference", ri_int_flags: "torch.bool", ri_int32_gaps: "int64",
     huf_fixed: "fixed-length", huf_shannon: "shannon", huf_floor: "kraft", huf_codes_unused: "never occurs",
-    huf_lone_zero: "lone used symbol", huf_merge_largest: "smallest",
+    huf_lone_zero: "lone used symbol", huf_merge_largest: "smallest", huf_tensor: "list",
+    huf_float_lengths: "python ints",
+    enc_int_truncation: "round(sparsity", enc_share_before_pruning: "share after pruning",
+    enc_filler_is_cluster_0: "", enc_gap_not_minus_1: "gap - 1", enc_fixed_width: "huffman",
+    enc_bytes_not_bits: "string of '0' and '1'",
+    dec_from_zero: "position -1", dec_writes_fillers: "filler", dec_flat: "reshape", dec_float64: "float32",
+    aff_range_without_zero: "must contain 0", aff_256_levels: "not 256", aff_floor: "do not floor",
+    aff_no_clamp: "clamp", aff_float_zero_point: "python int", aff_int8: "uint8",
+    fold_no_eps: "eps", fold_variance: "not by the variance", fold_no_mean: "running mean", fold_no_beta: "add β",
+    fold_drops_conv_bias: "own bias", fold_in_place: "changed the input", fold_no_groups: "groups",
 }
 
 

@@ -46,6 +46,90 @@ __all__ = [
 ]
 
 
+# Library functions an exercise must not call (it asks the learner to write them); read by
+# prunekit.checks.provenance without importing this module.
+MUST_NOT_CALL = {
+    "prune_residual_group": ["prunekit.surgery.shrink", "prunekit.surgery.prune_channels",
+                             "prunekit.surgery.channels_to_keep"],
+    "sensitivity_scan": ["prunekit.sensitivity.sensitivity_scan"],
+}
+
+
+# Every statement of each exercise's contract (as the notebook states it) and the cases that test it
+# (a case counts when its label contains the text); tests/test_checks_contract.py runs the checks and
+# fails for a statement without a case (issue 18, point 7).
+CONTRACT = {
+    "channel_l2_importance": {
+        "one L2 norm per output filter, shape (out,)": ["3 filters of shape (1, 1, 2)", "2 filters x 3 input channels"],
+        "L2 of the whole filter: signs do not cancel": ["a filter whose weights sum to zero"],
+        "float32 and float64, any kernel size": ["(16, 8, 3, 3) torch.float64", "(4, 2, 5, 5) torch.float64",
+                                                 "(5, 7, 1, 1)"],
+        "weight not modified, Parameters accepted": ["an nn.Parameter (requires grad)"],
+    },
+    "bn_gamma_importance": {
+        "|γ| (bn.weight), not γ, β or running statistics": ["γ = [0.5, -2, 0, 1.5]", "all γ negative",
+                                                             "β, μ, σ² not trivial"],
+        "one value per channel, the BatchNorm untouched": ["random BatchNorm2d(64)"],
+    },
+    "keep_indices": {
+        "drop round(amount * n) lowest scores": ["amount 0.4", "round(3.7) = 4 removed"],
+        "never all channels: at most n - 1 removed": ["amount 1 still keeps the best channel"],
+        "amount 0 keeps everything": ["amount 0 keeps everything"],
+        "indices sorted ascending, integer dtype": ["unsorted scores, amount 0.5", "float64 scores"],
+        "any consistent tie-break": ["ties: [1, 1, 1, 1]"],
+    },
+    "prune_conv_bn_conv": {
+        "conv keeps rows `keep` (weight and bias)": ["conv 2->4 with bias", "keep the last channels only"],
+        "bias=None layers stay without bias; next_conv keeps its whole bias": ["conv without bias",
+                                                                                "1x1 next conv without bias"],
+        "BatchNorm: γ, β, running mean and var at `keep`": ["BN(4)", "random conv 8->32"],
+        "next_conv loses input channels (dim 1)": ["next conv 4->3", "random conv 16->12, next 12->20"],
+        "stride, padding, dilation, kernel copied": ["stride 2, 5x5 kernel", "dilation 2 in both convs"],
+        "keep every / one channel": ["keep every channel", "keep one channel"],
+        "three new modules, inputs untouched, output = masked model": ["random conv 3->16"],
+    },
+    "conv_macs": {
+        "out = (in + 2p - d(k - 1) - 1) // s + 1 per direction": ["3x3 conv without padding", "stride 2 halves"],
+        "dilation > 1": ["dilation 2: a 3x3 kernel spans 5x5", "dilation 3 without padding"],
+        "non-square kernel, stride, padding, dilation and input": ["non-square 5x3 kernel on a 12x7 input",
+                                                                   "stride (2, 1), padding (1, 0)",
+                                                                   "kernel (1, 3), stride (1, 2)",
+                                                                   "dilation (2, 3), padding (1, 0)"],
+        "groups divide the input channels": ["groups=2"],
+        "1x1 shortcut convs": ["ResNet shortcut: 1x1, stride 2"],
+        "returns a Python int": ["VGG conv1", "random conv 3->26"],
+    },
+    "sensitivity_scan": {
+        "one entry per group of dependency_groups(model), in order": ["tiny VGG (3 groups)", "a VGG with 4 groups"],
+        "each amount prunes ONE group of the original model": ["amounts [0, 0.5, 0.75]", "LeNet-300-100 (groups"],
+        "eval mode, the model (and its BatchNorm statistics) untouched": ["handed over in TRAIN mode"],
+        "accuracy as a Python float in [0, 1]; amount 0 is the dense accuracy": ["amount 0 only"],
+        "models without BatchNorm, Linear groups": ["LeNet-5: conv groups without BatchNorm"],
+    },
+    "plan_for_mac_budget": {
+        "tolerances: the drops of the scan, smallest first": ["the smallest tolerance already fits",
+                                                              "half the dense MACs"],
+        "largest amount with drop <= t per group, 0.0 if none": ["4 groups, 35 % of the MACs"],
+        "MACs counted on the pruned model, <= budget (equality allowed)": ["budget exactly equal to a plan's MACs",
+                                                                           "budget one MAC below that plan"],
+        "drops can be negative": ["accuracy that RISES when pruning"],
+        "ValueError when no tolerance fits": ["a budget no plan reaches raises ValueError"],
+    },
+    "prune_residual_group": {
+        "score = sum over the producers of the filter L2 norms": ["stage 1: stem conv + 2 residual convs",
+                                                                 "a 1x1 shortcut conv among the producers"],
+        "keep_indices' rule: round(amount * n), at most n - 1": ["amount 1.0 still keeps one channel",
+                                                                  "amount 0.34"],
+        "producers lose output rows and bias entries": ["LeNet-5 conv1 (conv biases"],
+        "every BatchNorm of the group loses the channels": ["stage 2: a 1x1 shortcut conv"],
+        "every consumer loses input channels: next stage, shortcut, classifier": [
+            "read by the next stage and its shortcut", "stage 3: read by the Linear classifier"],
+        "a Linear after Flatten loses `spatial` columns per channel": ["read by fc1 after Flatten"],
+        "block-internal groups are plain chains": ["block-internal group"],
+        "a new model, the input untouched, same function as the masked model": ["ResNet, stage 1"],
+    },
+}
+
 # ============================================================================ reference implementations
 def reference_channel_l2_importance(weight: torch.Tensor) -> torch.Tensor:
     """``score[c] = ‖W[c]‖₂ = sqrt(Σ_{i,y,x} W[c,i,y,x]²)``: one L2 norm per output filter, shape (out,)

@@ -55,6 +55,95 @@ __all__ = [
 ]
 
 
+# Library functions an exercise must not call (it asks the learner to write them); read by
+# prunekit.checks.provenance without importing this module.
+MUST_NOT_CALL = {
+    "encode_layer": ["prunekit.compression.encode_compressed", "prunekit.encoding.encode_compressed",
+                     "prunekit.compression.pack_codes", "prunekit.encoding.pack_codes"],
+    "decode_layer": ["prunekit.compression.decode_compressed", "prunekit.encoding.decode_compressed",
+                     "prunekit.compression.unpack_codes", "prunekit.encoding.unpack_codes",
+                     "prunekit.compression.positions_from_gaps", "prunekit.encoding.positions_from_gaps"],
+    "quantize_affine_uint8": ["prunekit.quantization.quantize_affine", "prunekit.quantization.fake_quantize"],
+    "fold_batchnorm": ["prunekit.quantization.fold_batchnorm", "prunekit.quantization.fold_batchnorms"],
+}
+
+
+# Every statement of each exercise's contract (as the notebook states it) and the cases that test it
+# (a case counts when its label contains the text); tests/test_checks_contract.py runs the checks and
+# fails for a statement without a case (issue 18, point 7).
+CONTRACT = {
+    "quantize_int8": {
+        "scale = max|w| / 127, round to nearest": ["w = [0.5, -1.27, 0.01, 1.0], per tensor"],
+        "per channel: one scale per entry of dim 0": ["per channel (scales 0.002 and 0.02)",
+                                                      "columns have different ranges, per channel"],
+        "a given scale is used; values beyond ±127·scale clamped": ["a given scale 0.01 clips", "clipping"],
+        "an all-zero channel gets a positive scale": ["an all-zero row"],
+        "q int8 of weight's shape, scale () or (out,); Parameters, weight untouched": ["an nn.Parameter",
+                                                                                       "random (8, 3, 3, 3)"],
+    },
+    "dequantize": {
+        "q · scale as float32": ["q = [50, -127, 1], scale 0.01"],
+        "a per-channel scale multiplies dim 0 (rows, not columns)": ["per-channel scale (rows, not columns)",
+                                                                     "a conv q (4, 2, 3, 3)"],
+        "a 0-d scale on any shape": ["0-d scale on a 4-D q"],
+    },
+    "kmeans_share": {
+        "only the nonzero weights; index -1 at zeros": ["2 clusters, 3 iterations", "90 % pruned"],
+        "linear initialisation between min and max": ["iters = 0: the linear initialisation itself"],
+        "exactly `iters` updates, then a final assignment": ["random (20, 20), 70% zeros, 5 clusters, 1 iterations"],
+        "an empty cluster keeps its centroid": ["a heavy tail leaves a cluster empty"],
+        "every nonzero equal": ["every nonzero weight equal"],
+        "int64 indices in the weight's shape; Parameters": ["an nn.Parameter (requires grad)"],
+    },
+    "distillation_loss": {
+        "alpha · T² · KL(p_t ‖ p_s), batchmean": ["T = 4, alpha = 1 (the T² factor)", "alpha = 1, T = 1"],
+        "(1 - alpha) · cross-entropy on the plain logits": ["alpha = 0: plain cross-entropy"],
+        "KL is 0 when student = teacher": ["student = teacher"],
+        "a tensor with gradients, teacher detached": ["random batch 4x3"],
+    },
+    "relative_indices": {
+        "gaps from position -1": ["a nonzero at position 0 has gap 1"],
+        "fillers of exactly 2**b while the gap exceeds 2**b": ["nonzeros at 1 and 11", "a gap of 2**b + 1"],
+        "a gap of exactly 2**b needs no filler": ["a gap of exactly 2**b needs no filler"],
+        "row-major order": ["a 2-D weight is read row by row"],
+        "no nonzero: empty tensors": ["no nonzero at all"],
+        "gaps int64 and fillers bool, 1-d": ["random (50, 40)", "an nn.Parameter"],
+    },
+    "huffman_code_lengths": {
+        "optimal total length": ["a classic example: 224 bits", "skewed counts where ceil(-log2 p) is not optimal"],
+        "0 for unused symbols": ["unused symbols between used ones", "nothing used"],
+        "1 for a lone used symbol": ["one used symbol"],
+        "counts as a list or a 1-d tensor; a list of ints back": ["a 1-d tensor of counts", "two symbols"],
+    },
+    "encode_layer": {
+        "prune exactly round(sparsity · n) smallest |w|": ["round(14.8) = 15 pruned", "no pruning (sparsity 0)"],
+        "share the pruned weight with kmeans_share": ["LeNet-like fc layer", "one cluster"],
+        "fillers get the symbol n_clusters; gap symbols are gap - 1": ["long gaps need fillers", "1-bit gaps",
+                                                                      "mostly fillers"],
+        "Huffman lengths over the whole alphabets, canonical codes, '0'/'1' strings": ["a conv weight (4-d)"],
+        "the weight untouched, Parameters accepted": ["an nn.Parameter"],
+    },
+    "decode_layer": {
+        "canonical codes from the lengths, read as prefix codes": ["a hand-made stream"],
+        "positions from -1, advance by gap symbol + 1": ["weight 1.0 at 1"],
+        "a filler holds no weight": ["a filler, -0.5 at 6", "(5, 12), sparsity 0.9"],
+        "float32 of encoded['shape'], any rank": ["(8, 4, 3, 3)", "(40,)"],
+    },
+    "quantize_affine_uint8": {
+        "range [min(x_min, 0), max(x_max, 0)]: it holds 0": ["all positive [2, 3, 4.55]", "all negative"],
+        "scale = (hi - lo) / 255 as a 0-d tensor; 1 when hi == lo": ["scale 0.01", "all zeros"],
+        "zero_point = round(-lo / scale) in [0, 255], a Python int": ["zero point 100", "zero point 255"],
+        "q = clamp(round(x / scale) + zero_point, 0, 255) as uint8": ["clips 1.7 to 255", "random signed values"],
+        "a given range is used (calibration)": ["a given range [-0.5, 2]"],
+    },
+    "fold_batchnorm": {
+        "W · γ / sqrt(var + eps) per output channel": ["eps = 1e-3 with small running variances", "eps = 0.1"],
+        "bias β + (b - μ) · s; b = 0 without a conv bias": ["conv 3->4 without bias", "conv 2->3 with a bias"],
+        "kernel, stride, padding, dilation, groups kept": ["stride 2, dilation 2", "groups = 2", "depthwise"],
+        "a new Conv2d with a bias; conv and bn untouched": ["a VGG-sized layer 16->32"],
+    },
+}
+
 # ============================================================================ reference implementations
 def reference_quantize_int8(weight: torch.Tensor, per_channel: bool = False,
                             scale: torch.Tensor | float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -574,7 +663,9 @@ def _as_flags(out, n: int) -> torch.Tensor:
            "flag per gap")
     if out.dtype != torch.bool:
         expect(bool(((out == 0) | (out == 1)).all()), "fillers holds values other than 0/1 (True/False)")
-    return out.bool()
+    expect(out.dtype == torch.bool, f"fillers has dtype {out.dtype}, expected torch.bool (the text asks for a bool "
+           "tensor)", "torch.tensor(list_of_flags, dtype=torch.bool)")
+    return out
 
 
 def _ri_diagnose(weight, bits, gaps: torch.Tensor, fillers: torch.Tensor) -> str:
@@ -607,7 +698,8 @@ def _ri_case(label: str, weight: torch.Tensor, bits: int, expected=None) -> Case
         if expected is not None:
             want_g, want_f = torch.tensor(expected[0], dtype=torch.long), torch.tensor(expected[1], dtype=torch.bool)
         expect(gaps.dim() == 1, f"gaps has shape {tuple(gaps.shape)}, expected 1-d", "one gap per stored entry")
-        expect(not gaps.is_floating_point(), f"gaps has dtype {gaps.dtype}, expected integers (torch.long)")
+        expect(gaps.dtype == torch.long, f"gaps has dtype {gaps.dtype}, expected torch.int64 (the text asks for "
+               "an int64 tensor)", "torch.tensor(list_of_gaps, dtype=torch.long)")
         flags = _as_flags(fillers, len(gaps))
         got_g = gaps.long()
         same = torch.equal(got_g, want_g) and torch.equal(flags, want_f)
@@ -655,15 +747,13 @@ _HUF_HINT = ("put (count, symbol) of every USED symbol in a heap; repeatedly pop
 
 
 def _as_lengths(out, n: int) -> list[int]:
-    if isinstance(out, torch.Tensor):
-        expect(not out.is_floating_point() or bool((out == out.round()).all()), "lengths must be whole numbers")
-        out = out.long().tolist()
-    expect(isinstance(out, (list, tuple)) or hasattr(out, "tolist"),
-           f"returned {type(out).__name__}, expected a list of ints", "return a list with one length per symbol")
-    out = list(out.tolist() if hasattr(out, "tolist") and not isinstance(out, (list, tuple)) else out)
+    expect(isinstance(out, list), f"returned {type(out).__name__}, expected a list of ints (the text asks for a list)",
+           "return a Python list with one length per symbol (`.tolist()` turns a tensor into one)")
     expect(len(out) == n, f"returned {len(out)} lengths for {n} symbols", "one length per symbol, unused ones 0")
-    expect(all(isinstance(v, int) or float(v) == int(v) for v in out), "lengths must be whole numbers")
-    return [int(v) for v in out]
+    expect(all(isinstance(v, int) and not isinstance(v, bool) for v in out),
+           f"lengths of type {sorted({type(v).__name__ for v in out})}, expected Python ints",
+           "code lengths are whole numbers: int(...)")
+    return list(out)
 
 
 def _cost(counts, lengths) -> int:
@@ -824,6 +914,8 @@ def _enc_cases() -> list[Case]:
         _enc_case("1-bit gaps: many fillers", _dense_weight((5, 12), 85), 0.9, 3, 1),
         _enc_case("no pruning (sparsity 0)", _dense_weight((7, 5), 86), 0.0, 4, 2),
         _enc_case("an nn.Parameter", nn.Parameter(_dense_weight((10, 10), 87)), 0.5, 5, 3),
+        _enc_case("one cluster: every weight symbol but the filler is 0", _dense_weight((6, 6), 88), 0.7, 1, 2),
+        _enc_case("95 % pruned, 2-bit gaps: mostly fillers", _dense_weight((4, 25), 89), 0.95, 3, 2),
     ]
 
 
@@ -1058,6 +1150,8 @@ def _fold_cases() -> list[Case]:
         _fold_case("stride 2, dilation 2", 114, 3, 5, True, stride=2, dilation=2),
         _fold_case("groups = 2", 115, 4, 6, True, groups=2),
         _fold_case("a VGG-sized layer 16->32", 116, 16, 32, False),
+        _fold_case("depthwise (groups = channels) with a bias", 117, 4, 4, True, groups=4),
+        _fold_case("stride 2, eps = 0.1", 118, 3, 2, False, stride=2, eps=0.1),
     ]
 
 
