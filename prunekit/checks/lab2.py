@@ -49,6 +49,84 @@ __all__ = [
     "reference_recursive_elimination",
 ]
 
+# Library functions an exercise must not call (it asks the learner to write them); read by
+# prunekit.checks.provenance without importing this module.
+MUST_NOT_CALL = {
+    "neuron_statistics": ["prunekit.activations.activation_statistics", "prunekit.channel_criteria.apoz",
+                          "prunekit.channel_criteria.mean_activation"],
+    "neuron_l2_scores": ["prunekit.channel_criteria.neuron_norm"],
+    "remove_neurons": ["prunekit.surgery.prune_conv_bn_conv", "prunekit.surgery.shrink"],
+    "shrink_mlp": ["prunekit.surgery.shrink", "prunekit.surgery.prune_channels"],
+    "group_lasso": ["prunekit.regularizers.group_lasso_penalty"],
+    "train_group_lasso": ["prunekit.train.train", "prunekit.train.fine_tune"],
+    "recursive_elimination": ["sklearn.feature_selection.RFE", "sklearn.feature_selection.RFECV"],
+}
+
+
+# Every statement of each exercise's contract (as the notebook states it) and the cases that test it
+# (a case counts when its label contains the text); tests/test_checks_contract.py runs the checks and
+# fails for a statement without a case (issue 18, point 7).
+CONTRACT = {
+    "neuron_statistics": {
+        "every nn.ReLU child, keyed by its name": ["two hidden layers", "unnamed nn.Sequential"],
+        "statistics over ALL examples, the last slice shorter (not a mean of batch means)": ["last batch of 2"],
+        "batch_size larger than N, and batches of 1": ["batch larger than N", "batch of 1"],
+        "APoZ counts exact zeros; mean of the outputs; float tensors (units,)": ["10 positive inputs",
+                                                                               "LeNet-300-100 sizes"],
+        "only ReLU outputs, through Flatten and Dropout": ["Flatten, dropout"],
+        "hooks removed, model and x unchanged (every case)": ["3 -> 4 -> 2"],
+        "float64 models": ["float64 model"],
+    },
+    "neuron_l2_scores": {
+        "one L2 norm per ROW (out,)": ["3 neurons x 2 inputs", "square weight (rows, not columns)"],
+        "L2, not L1 or squared; signs do not cancel": ["L2, not L1", "negative weights count"],
+        "floating point, float64 and Parameters; weight unchanged": ["an nn.Parameter", "float64"],
+    },
+    "remove_neurons": {
+        "rows of W_in and b_in, columns of W_out, b_out whole": ["3 -> 4 -> 5, keep [0, 2]"],
+        "keep as a list or a LongTensor, in its order (sorted accepted)": ["given as a Python list",
+                                                                            "unsorted keep [3, 0, 2]"],
+        "one neuron, all neurons: still new layers": ["keep one neuron", "keep all 4 neurons"],
+        "a bias only where the original had one": ["fc_in without bias", "fc_out without bias"],
+        "same dtype": ["float64 layers"],
+        "the same function to 1e-5, inputs unchanged, independent copies": ["random 784 -> 300 -> 100"],
+    },
+    "shrink_mlp": {
+        "a hidden Linear loses rows, the NEXT Linear the matching columns": ["first hidden layer only",
+                                                                          "second hidden layer only"],
+        "a middle layer cut twice (columns, then rows)": ["both hidden layers", "three hidden layers"],
+        "keep in any order, lists or tensors; an empty keep is a copy": ["unsorted keep", "keep {}"],
+        "same children, names and order (Flatten, ReLU, Dropout stay)": ["Flatten first"],
+        "the function of the silenced model to 1e-5; model unchanged; trainable copies": ["LeNet-300-100 sizes"],
+        "float64 models": ["float64 model"],
+    },
+    "group_lasso": {
+        "sum over rows of the unsquared L2 row norms": ["[[3, 4], [1, 0]] -> 5 + 1", "square weight: rows"],
+        "differentiable scalar, finite gradient at a zero row": ["a row of zeros"],
+        "signs, one row, float64": ["negative weights", "one neuron", "float64"],
+    },
+    "train_group_lasso": {
+        "plain full-batch gradient step on the mean cross-entropy": ["lam = 0"],
+        "then block soft-thresholding with t = lr * lam (gradient first)": ["one step", "lr matters"],
+        "group = a neuron's weights AND bias; exact zeros": ["exact zeros"],
+        "every hidden Linear, not the output layer": ["two hidden layers"],
+        "steps = 0 leaves the model; float32 models": ["0 steps", "float32 model"],
+    },
+    "select_input_pixels": {
+        "columns, not rows; L2 norm": ["columns, not rows", "L2, not L1"],
+        "exactly k True, ties included": ["ties: 6 equal columns", "k = 0 keeps nothing", "k = all inputs"],
+        "signs count; Parameters and float64": ["large negative weights", "an nn.Parameter, float64"],
+    },
+    "recursive_elimination": {
+        "ranks as sklearn's RFE(LinearRegression()): 1 = kept, eliminated first = largest": ["keep 1"],
+        "refit after every round (correlated features)": ["60 examples x 8 features, keep 3, step 1"],
+        "step features per round, fewer in the last": ["step 2", "step 3", "step 7"],
+        "least squares WITH an intercept (features with a nonzero mean)": ["20 features, keep 5"],
+        "k equal to all features: nothing eliminated": ["keep 6, step 1"],
+        "integer ranks; float32 inputs": ["float32 features"],
+    },
+}
+
 
 # ============================================================================ reference implementations
 def reference_neuron_l2_scores(weight: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,69 @@ __all__ = [
     "check_grid_search", "reference_grid_search",
 ]
 
+# Library functions an exercise must not call (it asks the learner to write them); read by
+# prunekit.checks.provenance without importing this module.
+MUST_NOT_CALL = {
+    "scale_allocation": ["prunekit.sensitivity.erk_allocation"],
+    "nm_mask": ["prunekit.masks.nm_mask"],
+}
+
+
+# Every statement of each exercise's contract (as the notebook states it) and the cases that test it
+# (a case counts when its label contains the text); tests/test_checks_contract.py runs the checks and
+# fails for a statement without a case (issue 18, point 7).
+CONTRACT = {
+    "exact_counts": {
+        "floor or ceil of each, summing to exactly total": ["{'a': 0.6, 'b': 0.6, 'c': 0.8}, total 2"],
+        "the extra units to the largest remainders (a small entry can get one)": ["a small layer gets the unit"],
+        "whole numbers, zeros, one entry": ["whole numbers stay", "zeros, total 0", "one entry"],
+        "float noise around whole numbers": ["float noise", "just below whole numbers"],
+        "equal remainders: any order": ["halves"],
+    },
+    "scale_allocation": {
+        "density proportional to raw, exactly round(s * N) pruned": ["equal raw, sparsity 0.5",
+                                                                    "fractional counts"],
+        "a layer above density 1 stays dense, epsilon recomputed, repeatedly": ["capped at density 1",
+                                                                               "capping twice"],
+        "sparsity 0 and 1": ["sparsity 0 keeps everything", "sparsity 1 prunes everything"],
+        "equals prunekit's ERK on LeNet-300-100 and LeNet-5": ["ERK on lenet300", "ERK on lenet5"],
+    },
+    "best_config": {
+        "sparsest row with val_acc >= best - tolerance": ["3 rows, tolerance 0.01", "everything qualifies"],
+        "tolerance absolute; a row exactly at the limit qualifies": ["absolute, not relative",
+                                                                    "exactly `tolerance` below"],
+        "reads val_acc only, never test_acc": ["carry test_acc"],
+        "ties: higher val_acc, then the first": ["equal sparsity: the more accurate", "all equal: the first"],
+        "empty list raises ValueError; one row": ["empty results raise", "one row"],
+    },
+    "pareto_front": {
+        "non-dominated points, sorted by cost": ["4 points, one dominated", "unsorted"],
+        "each distinct point once": ["a duplicated front point appears once", "a dominated point given twice"],
+        "same cost lower accuracy / same accuracy higher cost are dominated": ["same cost, lower accuracy",
+                                                                              "same accuracy, higher cost"],
+        "one point, no points, ints and floats": ["one point", "no points", "ints and floats"],
+    },
+    "nm_mask": {
+        "n largest |w| in every group of m consecutive INPUTS": ["groups along the inputs", "negative weights"],
+        "1:4, 3:4, 2:8, 4:4": ["1:4", "3:4", "2:8", "4:4 keeps everything"],
+        "ties: still exactly n": ["ties:", "all equal"],
+        "ValueError when in is not a multiple of m": ["not a multiple of m"],
+    },
+    "grid_search": {
+        "one row per ParameterGrid config, in its order": ["global x layerwise", "targets given high to low"],
+        "a fresh copy of the model per candidate": ["targets given high to low"],
+        "measured sparsity and nonzeros, not the target": ["measured sparsity != target"],
+        "chosen by best_config on val_acc": ["tolerance 0:", "a large tolerance picks the sparsest"],
+        "front = Pareto front of (nonzeros, val_acc)": ["one allocation, three targets"],
+    },
+    "information_criteria": {
+        "NLL summed over the examples, in nats": ["n = 20", "n = 1000"],
+        "k = nonzero parameters, zeros not counted": ["50% of the weights zero", "95% of the weights zero"],
+        "biases are parameters; a zero bias is not counted": ["some biases exactly zero"],
+        "BIC uses ln(n); models with hidden layers; float64": ["(6, 8, 3)", "float64"],
+    },
+}
+
 _SLACK = 1e-9   # float slack for "exactly tolerance below the best" and for remainders computed twice
 
 
