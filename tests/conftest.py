@@ -1,6 +1,7 @@
 """Shared fixtures. Tests that need the real datasets read them from $PRUNEKIT_DATA."""
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -34,35 +35,40 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 
 
 # ----------------------------------------------------------------------------- scheduling (make test)
-# `make test` runs `pytest -n 2 --dist loadgroup --no-loadscope-reorder`: each work unit (a notebook, a
-# test file, or one notebook of a test parametrised over notebooks) goes to whichever worker is free, in
-# the order below. The longest units go first, so the run does not end with one worker alone on a
-# 5-minute notebook. Length: what the last run on this machine measured (pytest's cache), else the
-# run time stored in the notebook's own metadata, else 0 (unit tests are short).
-NOTEBOOK_DIRS = ("solutions", "course", "labs")
+# `make test` runs `pytest -n 2 --dist loadgroup --no-loadscope-reorder`. A work unit is a notebook, a test
+# file, or one notebook of a test parametrised over notebooks (its id names the notebook, e.g.
+# `test_lab_runs_unsolved_in_fast_mode[01_weight_pruning]`); each unit goes whole to whichever worker is
+# free, longest first, so the run does not end with one worker alone on a 5-minute notebook. Length: what
+# the last run on this machine measured (pytest's cache), else the run time stored in the notebook's own
+# metadata, else 0 (unit tests are short). The units are made here, from the test ids, because xdist's
+# own `xdist_group` marks do not reach its scheduler under pytest 9.2 (xdist 3.8 sets `item._nodeid`, a
+# name pytest no longer reads).
 DURATIONS_KEY = "prunekit/unit_seconds"
 _SECONDS: dict[str, float] = {}   # this run's seconds per work unit, saved to the cache at the end
+_NOTEBOOK_PARAM = re.compile(r"\[(?:[\w.-]+/)?(\d\d_\w+?)(?:\.ipynb)?\]$")
 
 
-def _unit(item) -> str:
-    """The work unit of a test: its xdist_group, one notebook of a notebook-parametrised test, or its file."""
-    marker = item.get_closest_marker("xdist_group")
-    if marker is not None:
-        return str(marker.args[0] if marker.args else marker.kwargs.get("name", "default"))
-    path = item.nodeid.split("::")[0]
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    notebooks = [Path(v).stem for v in params.values() if isinstance(v, Path) and v.suffix == ".ipynb"]
-    return f"{path}::{notebooks[0]}" if notebooks else path
+def work_unit(nodeid: str) -> str:
+    """The work unit of a test id: its file, or ``file::notebook`` for a notebook-parametrised test.
+
+    Example:
+        >>> work_unit("tests/test_labs.py::test_lab_runs_unsolved_in_fast_mode[01_weight_pruning]")
+        'tests/test_labs.py::01_weight_pruning'
+        >>> work_unit("solutions/06_compression.ipynb::Cell 3")
+        'solutions/06_compression.ipynb'
+    """
+    path = nodeid.split("::")[0]
+    notebook = _NOTEBOOK_PARAM.search(nodeid)
+    return f"{path}::{notebook.group(1)}" if notebook and "::" in nodeid else path
 
 
-def _stored_seconds(unit: str) -> float:
-    """Seconds the notebook named in ``unit`` took when its outputs were stored (0 if unknown)."""
-    import re
+def _stored_seconds(name: str) -> float:
+    """Seconds the notebook named in ``name`` took when its outputs were stored (0 if unknown)."""
     from datetime import datetime
 
-    named = re.search(r"\d\d_\w+?(?=\.ipynb|$|[^\w])", unit)   # "solutions/01_weight_pruning.ipynb", "01_weight_pruning"
+    named = re.search(r"\d\d_\w+?(?=\.ipynb|$|[^\w])", name)   # "course/01_concepts.ipynb", "x::01_concepts"
     root = Path(__file__).resolve().parents[1]
-    for folder in NOTEBOOK_DIRS[:2] if named else ():   # labs/ store no outputs: their solution's time stands in
+    for folder in ("solutions", "course") if named else ():   # labs store no outputs: their solution stands in
         path = root / folder / f"{named.group(0)}.ipynb"
         if path.is_file():
             total = 0.0
@@ -76,28 +82,42 @@ def _stored_seconds(unit: str) -> float:
     return 0.0
 
 
-@pytest.hookimpl(tryfirst=True)   # before xdist reads the xdist_group marks
+def _estimate(unit: str, item, measured: dict) -> float:
+    if unit in measured:
+        return measured[unit]
+    group = item.get_closest_marker("xdist_group")   # e.g. the browser test: "browser-01_weight_pruning"
+    return _stored_seconds(unit) or (_stored_seconds(str(group.args[0])) if group and group.args else 0.0)
+
+
 def pytest_collection_modifyitems(config, items):
+    """Order the tests by work unit, longest unit first (the order inside a unit is kept)."""
     cache = getattr(config, "cache", None)   # None with -p no:cacheprovider
     measured = cache.get(DURATIONS_KEY, {}) if cache is not None else {}
-    units, first_index = {}, {}
+    first_index, estimate = {}, {}
     for index, item in enumerate(items):
-        unit = _unit(item)
-        units[item] = unit
-        first_index.setdefault(unit, index)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(unit))
-    estimate = {unit: measured.get(unit) or _stored_seconds(unit) for unit in first_index}
-    items.sort(key=lambda item: (-estimate[units[item]], first_index[units[item]]))
+        unit = work_unit(item.nodeid)
+        if unit not in first_index:
+            first_index[unit], estimate[unit] = index, _estimate(unit, item, measured)
+    items.sort(key=lambda item: (-estimate[work_unit(item.nodeid)], first_index[work_unit(item.nodeid)]))
 
 
-def _unit_of_report(nodeid: str) -> str:
-    return nodeid.rsplit("@", 1)[1] if "@" in nodeid else nodeid.split("::")[0]
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadgroup``: xdist's scope scheduler, with :func:`work_unit` as the scope."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
 
 
 def pytest_runtest_logreport(report):
     """Add up each work unit's seconds (setup, call, teardown) as its reports come in."""
-    unit = _unit_of_report(report.nodeid)
+    unit = work_unit(report.nodeid)
     _SECONDS[unit] = _SECONDS.get(unit, 0.0) + report.duration
 
 
