@@ -25,4 +25,4 @@ bench:
 
 # Maintainers: re-execute notebooks and store their outputs, e.g. make outputs NB="course/06_faq.ipynb"
 outputs:
-	@PY=$$(scripts/bootstrap.sh --test) && scripts/execute_notebooks.sh "$$PY" $(NB)
+	@PY=$$(scripts/bootstrap.sh) && scripts/execute_notebooks.sh "$$PY" $(NB)
