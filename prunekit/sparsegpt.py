@@ -45,6 +45,10 @@ def _inputs(data, n_batches: int | None):
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
+class _Enough(Exception):
+    """Raised by the recording hook: the rest of the forward pass is not needed."""
+
+
 @torch.no_grad()
 def layer_hessian(model: nn.Module, layer: nn.Linear, data, n_batches: int | None = None) -> torch.Tensor:
     """``X Xᵀ / tokens`` (in, in) of the inputs ``layer`` receives while ``model`` runs on ``data``."""
@@ -55,11 +59,15 @@ def layer_hessian(model: nn.Module, layer: nn.Linear, data, n_batches: int | Non
         x = inputs[0].detach().reshape(-1, layer.in_features).double().cpu()  # every token is a sample
         total += x.T @ x
         count += x.shape[0]
+        raise _Enough  # the layers after this one do not matter for its Hessian: stop the forward pass
 
     handle = layer.register_forward_pre_hook(record)
     try:
         for x in _inputs(data, n_batches):
-            model(x)
+            try:
+                model(x)
+            except _Enough:
+                pass
     finally:
         handle.remove()
     if count == 0:
@@ -112,6 +120,20 @@ def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
     return W.to(weight.dtype), keep
 
 
+@torch.no_grad()
+def _same_input(model: nn.Module, first: nn.Module, second: nn.Module, data) -> bool:
+    """Do two layers read the very same tensor (as query, key and value read ln1's output)? One batch tells."""
+    seen = []
+    handles = [layer.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+               for layer in (first, second)]
+    try:
+        model(next(iter(_inputs(data, 1))))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return len(seen) == 2 and seen[0] is seen[1]      # both tensors are held, so identity cannot be reused
+
+
 def sparsegpt_prune(model: nn.Module, sparsity: float, data, n_batches: int | None = None,
                     exclude: Iterable[str] = (), n_m: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
     """Prune every Linear of ``model`` (but ``exclude``) with SparseGPT, in place; returns the masks.
@@ -132,11 +154,13 @@ def sparsegpt_prune(model: nn.Module, sparsity: float, data, n_batches: int | No
         check_sparsity(sparsity)
     was_training = model.training
     model.eval()
-    masks = {}
+    masks, hessian, previous = {}, None, None
     for name in prunable_weights(model, exclude, types=(nn.Linear,)):   # in the order they run
         layer = model.get_submodule(name.rpartition(".")[0])
-        hessian = layer_hessian(model, layer, data, n_batches)   # inputs through the layers pruned so far
+        if previous is None or not _same_input(model, previous, layer, data):   # query, key, value share one
+            hessian = layer_hessian(model, layer, data, n_batches)   # inputs through the layers pruned so far
         new_weight, masks[name] = sparsegpt_layer(layer.weight, hessian, sparsity, n_m)
+        previous = layer
         with torch.no_grad():
             layer.weight.copy_(new_weight)
     model.train(was_training)
