@@ -23,9 +23,12 @@ movement       Σ_t w·Δw                post-hoc approximation of Sanh et al. 
 Why per batch? On a converged model the gradient of the *whole* training loss is close to
 zero: per-sample gradients point every way and cancel. A score built on the averaged signed
 gradient (``|w·ḡ|``) therefore turns into noise as more data is averaged. Squaring each
-mini-batch's term *before* averaging keeps the signal: ``mean_b (w·g_b)²`` estimates how much
-the loss of a batch changes when w is removed, whatever its sign, and more batches only make
-the estimate less noisy.
+mini-batch's term *before* averaging keeps the signal: ``(w·g_b)²`` is the squared first-order
+change of batch b's loss when w is removed, whatever its sign, and more batches only make the
+average less noisy. (On the shipped LeNet-300-100, 80 % layer-wise without fine-tuning, scores
+from the whole training set: ``|w·ḡ|`` keeps 78.9 % test accuracy, ``mean_b (w·g_b)²`` 94.7 %,
+magnitude 96.6 %.) For a single weight ``mean_b (w·g_b)² = w²·mean_b g_b²``, the same ranking
+within a layer as OBD with :func:`fisher_diagonal`'s per-batch Fisher.
 
 Example:
     >>> from torch.utils.data import DataLoader, TensorDataset
@@ -440,7 +443,7 @@ def weight_scores(model: nn.Module, criterion: str, data=None, n_batches: int | 
                          "(movement scores come from MovementTracker during fine-tuning)")
     if criterion in NEEDS_DATA and data is None:
         raise ValueError(f"criterion {criterion!r} needs data=: a DataLoader of (x, y) batches "
-                         "(a few batches are enough; see n_batches)")
+                         "(more batches give less noisy scores; n_batches limits them)")
     weights = prunable_weights(model, exclude)
     if criterion == "magnitude":
         return {n: magnitude(w) for n, w in weights.items()}
