@@ -13,7 +13,7 @@ def _cell(source, grade_id=None, points=0, solution=False):
     meta = {}
     if grade_id:
         meta["nbgrader"] = {"grade": points > 0, "grade_id": grade_id, "points": points,
-                            "solution": solution, "locked": not solution}
+                            "solution": solution, "locked": not solution, "schema_version": 3}
     return {"cell_type": "code", "metadata": meta, "source": source, "outputs": [], "execution_count": None}
 
 
@@ -126,7 +126,10 @@ def test_nbgrader_released_notebook_scores_full_marks(mini):
     for cls in (preprocessors.ClearSolutions, preprocessors.ClearHiddenTests):
         nb, _ = cls().preprocess(nb, {})
     assert "# NBVAL_CHECK_OUTPUT" in nb.cells[2].source and "YOUR CODE HERE" in nb.cells[1].source
-    fresh = grade_notebook(_write(tmp, "01_mini.ipynb", json.loads(nbformat.writes(nb))), solutions)
+    released = tmp / "released" / "01_mini.ipynb"
+    released.parent.mkdir()
+    released.write_text(nbformat.writes(nb))
+    fresh = grade_notebook(released, solutions)
     assert fresh.total == 0 and fresh.max_total == 5
     nb.cells[1].source = solution["cells"][1]["source"]
     nb.cells[3].source = solution["cells"][3]["source"]
@@ -134,6 +137,37 @@ def test_nbgrader_released_notebook_scores_full_marks(mini):
     answered.parent.mkdir()
     answered.write_text(nbformat.writes(nb))
     assert grade_notebook(answered, solutions).total == 5
+
+
+def test_nbgrader_autograde_grades_a_prunekit_lab(mini):
+    """`nbgrader autograde` keeps working on labs/: a lab released by prunekit.release, answered, scores
+    full marks with nbgrader (source = the solution), and the unanswered lab scores 0."""
+    pytest.importorskip("nbgrader")
+    import subprocess
+    import sys
+
+    solutions, solution, lab, tmp = mini
+    course = tmp / "course"
+    (course / "source" / "ps1").mkdir(parents=True)
+    (course / "source" / "ps1" / "01_mini.ipynb").write_text(json.dumps(solution))
+    answered = json.loads(json.dumps(lab))
+    answered["cells"][1]["source"] = ("def magnitude_mask(weight, sparsity):\n    from prunekit.masks import topk_mask\n"
+                                      "    return topk_mask(weight.abs(), sparsity)\n")
+    answered["cells"][3]["source"] = "def double(x):\n    return 2 * x\n"
+    for student, notebook in (("alice", answered), ("bob", lab)):
+        (course / "submitted" / student / "ps1").mkdir(parents=True)
+        (course / "submitted" / student / "ps1" / "01_mini.ipynb").write_text(json.dumps(notebook))
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}")
+    common = [f"--CourseDirectory.root={course}", f"--db=sqlite:///{course / 'gradebook.db'}"]
+    for command in (["generate_assignment", "ps1", "--force"], ["autograde", "ps1", "--force"]):
+        run = subprocess.run([sys.executable, "-m", "nbgrader", *command, *common], cwd=course, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        scores = {s: gradebook.find_submission("ps1", s).score for s in ("alice", "bob")}
+        assert scores == {"alice": 5, "bob": 0}
 
 
 def test_plain_sandbox_path_grades_too(mini):

@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import provenance
 from .remote import RemoteFunction, WorkerFailure, WorkerSession
 from .sandbox import missing_protections
@@ -389,7 +391,10 @@ def _run_graded_cell(cell: GradedCell, lab: Lab, session: WorkerSession) -> tupl
     session.references_called.clear()
     output = io.StringIO()
     try:
-        with contextlib.redirect_stdout(output):
+        # The same random numbers for every submission (a hidden test that draws a model or data without
+        # a generator gets the same ones each time), and the grader's own stream left untouched.
+        with contextlib.redirect_stdout(output), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
             exec(compile(cell.source, f"<graded cell {cell.grade_id}>", "exec"), namespace)  # noqa: S102
     except WorkerFailure as exc:
         return False, str(exc)
