@@ -16,4 +16,7 @@ targets=(tests)
 for d in solutions course; do
   compgen -G "$d/*.ipynb" >/dev/null && targets+=("$d")
 done
-exec "$PY" -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=15 --durations-min=5 --nbval-lax --nbval-cell-timeout=600 "${targets[@]}" "$@"
+# scripts/run_tests.sh PYTHON tests/test_masks.py: run just that part
+if [ $# -gt 0 ] && [ -e "${1%%::*}" ]; then targets=(); fi
+exec "$PY" -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=15 --durations-min=5 --nbval-lax \
+     --nbval-cell-timeout=600 "${targets[@]}" "$@"
