@@ -223,3 +223,19 @@ def test_mlp_neuron_removal_and_macs():
     assert model.blocks[0].mlp.fc1.out_features == 64
     assert torch.allclose(model(idx), expected, atol=1e-5)
     assert dense_macs - transformer_macs(model, 16) == 2 * 64 * 32
+
+
+# ----------------------------------------------------------------------------- the shipped checkpoint
+def test_shipped_chargpt_meets_its_target_and_its_record(data_root):
+    from prunekit.zoo import checkpoint_info, load_pretrained
+    from prunekit.zoo_language import RECIPE, TARGET_VAL_LOSS
+
+    info = checkpoint_info("chargpt")
+    assert info["val_loss"] <= TARGET_VAL_LOSS == 1.60
+    assert info["recipe"]["steps"] == RECIPE.steps and info["parameters"] == 3_225_665
+    for key in ("device", "ms_per_step", "train_seconds", "precision", "history"):
+        assert key in info
+    model = load_pretrained("chargpt")
+    assert not model.training
+    measured = mean_loss(model, load_dataset("tinyshakespeare", "val"), batch_size=64)
+    assert abs(measured - info["val_loss"]) < 2e-4          # what is shipped is what was recorded
