@@ -351,6 +351,32 @@ def runs_code(node: ast.AST) -> bool:
 
 
 # ============================================================================ grading
+# In a class run each grader process keeps one spare worker started ahead (a fresh sandbox of its own, only
+# with torch imported), so the next submission does not wait for Python and torch to start.
+_SPARES: dict = {}
+
+
+def _launch_spare(hide: tuple, use_bwrap: bool | None) -> None:
+    session = WorkerSession(hide=hide, use_bwrap=use_bwrap, reference_lookup=_reference)
+    try:
+        session.launch()
+    except WorkerFailure:
+        return
+    _SPARES[(tuple(hide), use_bwrap)] = session
+
+
+def _take_spare(hide: tuple, use_bwrap: bool | None) -> WorkerSession | None:
+    session = _SPARES.pop((tuple(hide), use_bwrap), None)
+    return session if session is not None and session.alive else None
+
+
+def close_spares() -> None:
+    """Stop the spare workers of this process (end of a class run)."""
+    for key in [k for k in _SPARES if k != "enabled"]:
+        _SPARES.pop(key).close()
+    _SPARES.pop("enabled", None)
+
+
 def _reference(name: str):
     import prunekit.checks as checks
 
@@ -456,7 +482,10 @@ def _grade_notebook(path: Path, solutions: Path, cell_timeout: float, total_time
         return result
     program, _ = worker_cells(notebook, lab)
     sources = [chunk for _, chunk, _ in program]  # provenance reads exactly what the worker runs
-    session = WorkerSession(hide=hide, use_bwrap=use_bwrap, reference_lookup=_reference)
+    session = _take_spare(hide, use_bwrap) or WorkerSession(hide=hide, use_bwrap=use_bwrap,
+                                                            reference_lookup=_reference)
+    if _SPARES.get("enabled"):
+        _launch_spare(hide, use_bwrap)  # the next submission's worker imports torch while this one is graded
     deadline = start + total_timeout
     restarts = 0
     try:
@@ -520,6 +549,11 @@ def student_of(path: Path, folder: Path | None) -> str:
 
 def _grade_one(job: tuple) -> dict:
     path, solutions, cell_timeout, total_timeout, use_bwrap, hide = job
+    if not _SPARES.get("enabled"):
+        import atexit
+
+        _SPARES["enabled"] = True
+        atexit.register(close_spares)
     try:
         import torch
 
@@ -536,10 +570,13 @@ def grade_many(paths: list[Path], solutions: Path, jobs: int = 1, cell_timeout: 
     work = [(Path(p), Path(solutions), cell_timeout, total_timeout, use_bwrap, tuple(hide)) for p in paths]
     results: list[dict] = []
     if jobs <= 1:
-        for job in work:
-            results.append(_grade_one(job))
-            if on_result:
-                on_result(_from_dict(results[-1]))
+        try:
+            for job in work:
+                results.append(_grade_one(job))
+                if on_result:
+                    on_result(_from_dict(results[-1]))
+        finally:
+            close_spares()
     else:
         import concurrent.futures
         import multiprocessing

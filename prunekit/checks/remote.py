@@ -60,7 +60,16 @@ class WorkerSession:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, cells: list[tuple[str, str, bool]], timeout: float = 180) -> list[str]:
-        """Start the worker and run ``cells`` (label, source, report errors); returns their errors."""
+        """Start the worker (unless :meth:`launch` did) and run ``cells`` (label, source, report errors);
+        returns their errors."""
+        if not self.alive:
+            self.launch()
+        self.deadline = time.monotonic() + timeout
+        reply = self._request({"op": "exec", "cells": cells})
+        return [str(e) for e in reply.get("errors", [])][:20]
+
+    def launch(self) -> None:
+        """Start the sandboxed worker process; it imports torch and then waits for the submission's code."""
         self.failure = ""
         try:
             self.sandbox.start()
@@ -68,9 +77,6 @@ class WorkerSession:
             self.sandbox.kill()
             self.failure = f"the worker could not start: {exc}"
             raise WorkerFailure(self.failure) from None
-        self.deadline = time.monotonic() + timeout
-        reply = self._request({"op": "exec", "cells": cells})
-        return [str(e) for e in reply.get("errors", [])][:20]
 
     @property
     def alive(self) -> bool:
