@@ -36,7 +36,7 @@ MAX_STR = 1_000_000
 DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
     torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)}
-MODULE_PREFIXES = ("torch.nn.modules.", "prunekit.models")
+MODULE_PREFIXES = ("torch.nn.modules.", "prunekit.models", "prunekit.chargpt")  # chargpt: Lab 7's transformer
 # nn.Module bookkeeping rebuilt by nn.Module.__init__, never sent.
 _MODULE_INTERNALS = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "training"}
 
@@ -181,8 +181,8 @@ def _allowed_class(path: Any) -> type:
     if not isinstance(path, str) or path.count(":") != 1:
         raise WireError(f"bad module class {path!r:.80}")
     module_name, qualname = path.split(":")
-    if not (module_name.startswith(MODULE_PREFIXES[0]) or module_name == MODULE_PREFIXES[1]):
-        raise WireError(f"module class {path!r:.80} is not a torch.nn layer or a prunekit.models class")
+    if not (module_name.startswith(MODULE_PREFIXES[0]) or module_name in MODULE_PREFIXES[1:]):
+        raise WireError(f"module class {path!r:.80} is not a torch.nn layer or a prunekit.models / prunekit.chargpt class")
     if not all(part.isidentifier() and not part.startswith("__") for part in (module_name.split(".") + qualname.split("."))):
         raise WireError(f"bad module class {path!r:.80}")
     obj: Any = importlib.import_module(module_name)
