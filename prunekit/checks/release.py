@@ -41,6 +41,8 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+from . import provenance
+
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 SOLUTION_ONLY_TAG = "solution_only"
@@ -48,7 +50,7 @@ MARKDOWN_STUB = "YOUR ANSWER HERE"
 # Cell metadata written by executions and front-ends, meaningless in a fresh lab.
 VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime", "papermill")
 VOLATILE_NOTEBOOK_METADATA = ("widgets", "papermill", "toc", "varInspector")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 _NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 _EXERCISE = re.compile(r"Exercise\s+(\d+(?:\.\d+)*)")
@@ -133,7 +135,7 @@ def release_cell(cell: dict, where: str = "cell") -> dict:
         nbgrader = metadata.get("nbgrader")
         exercises = _CHECK_CALL.findall(_source(cell))
         if isinstance(nbgrader, dict) and nbgrader.get("grade") and exercises:
-            rules = _provenance().must_not_call
+            rules = provenance.must_not_call
             metadata.setdefault("prunekit", {})["must_not_call"] = {name: rules(name) for name in exercises}
     else:
         new.pop("outputs", None)
@@ -141,19 +143,6 @@ def release_cell(cell: dict, where: str = "cell") -> dict:
         if kind == "markdown" and "attachments" in new and not new["attachments"]:
             new.pop("attachments")
     return new
-
-
-def _provenance():
-    """prunekit/checks/provenance.py, loaded on its own: releasing needs neither torch nor the checks."""
-    import importlib.util
-
-    if "_prunekit_provenance" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("_prunekit_provenance",
-                                                      Path(__file__).parent / "checks" / "provenance.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["_prunekit_provenance"] = module
-    return sys.modules["_prunekit_provenance"]
 
 
 def release_notebook(notebook: dict, name: str = "notebook") -> dict:
