@@ -3,7 +3,7 @@
 One idea per module; read them in this order:
 
 ==============================  ==============================================================
-``prunekit.data``               MNIST / CIFAR-10 from local files first (offline friendly)
+``prunekit.data``               MNIST / CIFAR-10 / Tiny Shakespeare from local files first (offline)
 ``prunekit.models``             LeNet-300-100, LeNet-5, a small VGG, ResNet-20
 ``prunekit.train``              train / evaluate / fine_tune, seeding, device choice, weight averaging
 ``prunekit.zoo``                pretrained checkpoints shipped with the course
@@ -22,6 +22,11 @@ One idea per module; read them in this order:
                                 disk), latency (seconds per batch)
 ``prunekit.compression``        map of: quantization (symmetric/affine, BN folding), sharing
                                 (k-means), distillation, encoding (Huffman, the compressed file)
+``prunekit.chargpt``            CharGPT: a small decoder-only transformer (Lab 7's model)
+``prunekit.language``           next-character loss, perplexity, the language-model training loop
+``prunekit.zoo_language``       the zoo's CharGPT trained on Tiny Shakespeare, and its command
+``prunekit.sparsegpt``          SparseGPT: one-shot pruning with column-wise OBS weight repair
+``prunekit.heads``              attention heads and MLP neurons of a transformer: scored, removed
 ``prunekit.plots``              the course's figures
 ``prunekit.widgets``            ipywidgets explorers (sparsity, schedules, masks)
 ``prunekit.bench``              ``python -m prunekit.bench``: speed of pruning and of pruned models
