@@ -23,7 +23,7 @@ from pathlib import Path
 from .checks.grading import (ExerciseResult, NotebookResult, grade_many, grade_notebook,  # noqa: F401
                              mark_duplicates, student_of)
 from .checks.sandbox import bwrap_path
-from .release import ROOT
+from .checks.grading import ROOT
 
 
 def format_result(result: NotebookResult) -> str:

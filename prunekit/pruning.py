@@ -213,7 +213,8 @@ def _scores_for(model, names, scores):
         return {n: weights[n].detach().abs() for n in names}
     for n in names:
         if n not in scores:
-            raise ValueError(f"scores has no entry for {n!r}")
+            raise ValueError(f"scores has no entry for {n!r}; give it a score, or leave it dense with "
+                             f"exclude=[{n.rpartition('.')[0]!r}] (the same exclude as when scoring)")
         if scores[n].shape != weights[n].shape:
             raise ValueError(f"scores[{n!r}] has shape {tuple(scores[n].shape)}, weight has "
                              f"{tuple(weights[n].shape)}")

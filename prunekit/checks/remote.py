@@ -87,7 +87,8 @@ class WorkerSession:
         return bool(self.sandbox.use_bwrap)
 
     def close(self) -> None:
-        self.sandbox.kill()
+        """Stop the worker: it may exit on its own for a second, then its process group is killed."""
+        self.sandbox.kill(grace=1.0 if self.alive else 0.0)
 
     # ------------------------------------------------------------------ requests
     def bind(self, name: str, reference: str) -> None:

@@ -186,9 +186,16 @@ class Sandbox:
             os.setgid(gid)
             os.setuid(uid)
 
-    def kill(self) -> None:
+    def kill(self, grace: float = 0.0) -> None:
         """SIGKILL the worker's whole process group (and, without bwrap, every process carrying its token);
-        delete its folder."""
+        delete its folder. With ``grace``, first close its input and give it that many seconds to exit
+        (a worker that ends normally lets its sandbox reap it, so its CPU time is accounted)."""
+        if self.proc is not None and grace > 0:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=grace)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
