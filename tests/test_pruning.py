@@ -87,6 +87,15 @@ def test_per_row_differs_from_per_layer_and_breaks_ties_by_index():
         row_topk_mask(torch.ones(4), 0.5)
 
 
+def test_scores_for_some_layers_only_name_the_exclude_fix():
+    model = _model()
+    scores = {"fc1.weight": torch.rand(300, 784), "fc2.weight": torch.rand(100, 300)}
+    with pytest.raises(ValueError, match=r"no entry for 'fc3.weight'.*exclude=\['fc3'\]"):
+        prune_layerwise(model, 0.5, scores=scores, per_row=True)
+    masks = prune_layerwise(model, 0.5, scores=scores, per_row=True, exclude=["fc3"])
+    assert set(masks) == {"fc1.weight", "fc2.weight"}
+
+
 def test_per_row_keeps_earlier_pruning():
     model = _model()
     prune_layerwise(model, 0.5, per_row=True)
