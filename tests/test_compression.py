@@ -1,4 +1,5 @@
-"""prunekit.compression (a facade over quantization, sharing, distillation, encoding): quantisation, weight sharing, distillation, relative indices, Huffman, the file format."""
+"""prunekit.compression, a facade over quantization, sharing, distillation and encoding: quantisation,
+weight sharing, distillation, relative indices, Huffman, the file format."""
 from __future__ import annotations
 
 import copy
