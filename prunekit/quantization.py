@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from .activations import eval_mode, get_layers, model_device, take_batches
+from .activations import eval_mode, get_layers, hooked, model_device, take_batches
 from .pruning import prunable_weights
 
 __all__ = ["quantize_linear", "dequantize_linear", "quantize_affine", "dequantize_affine", "fake_quantize",
@@ -356,14 +356,9 @@ def activation_ranges(model: nn.Module, layer_names: list[str], data, n_batches:
             ranges[name] = (min(low, output.min().item()), max(high, output.max().item()))
         return hook
 
-    handles = [module.register_forward_hook(make_hook(name)) for name, module in layers.items()]
-    try:
-        with eval_mode(model):
-            for x, _ in take_batches(data, n_batches):
-                model(x.to(device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with eval_mode(model), hooked(layers, make_hook):
+        for x, _ in take_batches(data, n_batches):
+            model(x.to(device))
     return ranges
 
 
