@@ -111,10 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: no bubblewrap sandbox (install the `bubblewrap` package): submissions can read "
               "solutions/ and each other, write where this user may, and use the network", file=sys.stderr)
     results: list[NotebookResult] = []
+
+    def report(result: NotebookResult) -> None:
+        results.append(result)  # kept as they come: an interrupted run still writes what it graded
+        print(format_result(result), flush=True)
+
     try:
-        results = grade_many(notebooks, args.solutions, args.jobs, args.cell_timeout, args.total_timeout,
-                             use_bwrap, hide=tuple(p.parent.resolve() for p in notebooks) + tuple(folders),
-                             on_result=lambda r: print(format_result(r), flush=True))
+        grade_many(notebooks, args.solutions, args.jobs, args.cell_timeout, args.total_timeout, use_bwrap,
+                   hide=tuple(p.parent.resolve() for p in notebooks) + tuple(folders), on_result=report)
     finally:
         mark_duplicates(results, folder)
         for r in results:
