@@ -299,3 +299,140 @@ def test_stage_cache_key_survives_a_new_recipe_field():
     recorded = asdict(second)
     recorded["start_from"].pop("born_again")
     assert zoo._changed_fields(recorded) == zoo._changed_fields(asdict(second))
+
+
+# ----------------------------------------------------------------------------- pruned checkpoints (issue 22)
+from prunekit.zoo_pruned import MAX_DROP, PRUNED_NAMES, PRUNED_RECIPES  # noqa: E402
+
+
+@pytest.mark.parametrize("name", PRUNED_NAMES)
+def test_pruned_checkpoint_meets_its_bound_on_the_test_set(name, data_root):
+    """Each shipped pruned model: loadable, its recorded numbers re-measured (test set, zeros, MACs), and
+    within its bound, or recorded as missing it (then this test xfails, saying by how much)."""
+    import json
+
+    from prunekit.measure import count_macs
+    from prunekit.models import INPUT_SHAPES, build_model
+    from prunekit.pruning import model_sparsity
+    from prunekit.zoo_pruned import pruned_path
+
+    if not pruned_path(name).is_file():
+        pytest.skip(f"{name} not made yet (python -m prunekit.zoo train {name})")
+    info, recipe = checkpoint_info(name), PRUNED_RECIPES[name]
+    summary = json.loads(pruned_path(name).with_suffix(".json").read_text())
+    for key in ("recipe", "seed", "validation_choice", "dense_reference", "macs", "sparsity", "test_accuracy",
+                "meets_bound"):
+        assert summary[key] == json.loads(json.dumps(info[key])), key
+    choice = info["validation_choice"]
+    assert choice["how"] and len(choice["candidates"]) == len(recipe.candidates) >= 2
+    assert choice["chosen"] == max(choice["candidates"], key=lambda c: c["val_acc"]).get(
+        "plan", max(choice["candidates"], key=lambda c: c["val_acc"]).get("scope"))
+    dense = checkpoint_info(recipe.dense)
+    assert info["dense_reference"]["test_accuracy"] == dense["test_accuracy"]
+    assert pruned_path(name).stat().st_size < 6 * 2**20
+
+    model = load_pretrained(name)
+    assert not model.training
+    dataset = "mnist" if recipe.dense in ("lenet300", "lenet5") else "cifar10"
+    accuracy = evaluate(model, load_dataset(dataset, "test"))
+    assert abs(accuracy - info["test_accuracy"]) <= 2 / 10000
+    shape = INPUT_SHAPES[recipe.dense]
+    dense_macs = count_macs(build_model(recipe.dense), shape)["dense"]
+    if recipe.kind == "sparse":
+        structural_ok = model_sparsity(model) >= recipe.sparsity
+        assert info["macs"]["pruned"] == count_macs(model, shape)["effective"]
+    else:  # physically smaller: fewer parameters and MACs in the architecture itself, no zeros needed
+        macs = count_macs(model, shape)["dense"]
+        assert macs == info["macs"]["pruned"]
+        structural_ok = dense_macs >= recipe.mac_reduction * macs
+        assert sum(p.numel() for p in model.parameters()) < dense["parameters"]
+    drop = dense["test_accuracy"] - accuracy
+    meets = structural_ok and drop <= MAX_DROP[recipe.kind] + 1e-9
+    assert info["meets_bound"] == meets, "the record must say whether the bound is met"
+    if not meets:
+        pytest.xfail(f"{name} is shipped below its bound: {100 * drop:.2f} points under dense "
+                     f"(allowed {100 * MAX_DROP[recipe.kind]:.2f}), structure ok: {structural_ok}")
+
+
+@pytest.mark.parametrize("name", PRUNED_NAMES)
+def test_pruned_checkpoint_was_made_by_the_current_recipe(name):
+    import json
+    from dataclasses import asdict
+
+    from prunekit.zoo_pruned import pruned_path
+
+    if not pruned_path(name).is_file():
+        pytest.skip(f"{name} not made yet")
+    recorded = checkpoint_info(name)["recipe"]
+    assert json.loads(json.dumps(recorded)) == json.loads(json.dumps(asdict(PRUNED_RECIPES[name])))
+
+
+def test_channel_plans_reach_the_mac_budget_in_kernel_friendly_widths():
+    """Every plan is set by bisection to >= 2x fewer MACs; widths are multiples of the recipe's multiple;
+    the kept channels are the highest-scoring ones; a stored plan rebuilds the same architecture."""
+    from prunekit.measure import count_macs
+    from prunekit.models import build_model
+    from prunekit.surgery import shrink
+    from prunekit.zoo_pruned import _channel_scores, keep_top, plan_for_macs, pruned_architecture
+
+    torch.manual_seed(0)
+    dense = build_model("vgg")
+    dense_macs = count_macs(dense, (3, 32, 32))["dense"]
+    scores = _channel_scores(dense)
+    for plan in ("uniform", "global"):
+        x, widths = plan_for_macs(dense, (3, 32, 32), plan, 2.0, 16)
+        assert all(n % 16 == 0 for n in widths.values()), widths
+        small = shrink(dense, keep_top(scores, widths))
+        assert 2 * count_macs(small, (3, 32, 32))["dense"] <= dense_macs
+        # one knob step less would not have been small enough: bisection found the least pruning
+        assert widths != {g: len(s) for g, s in scores.items()}
+        rebuilt = pruned_architecture("vgg", widths)
+        rebuilt.load_state_dict(small.state_dict())   # same shapes everywhere
+        x_in = torch.randn(2, 3, 32, 32)
+        assert torch.allclose(rebuilt.eval()(x_in), small.eval()(x_in))
+    keep = keep_top({"g": torch.tensor([0.1, 3.0, 2.0, 0.5])}, {"g": 2})
+    assert keep["g"].tolist() == [1, 2]
+    x, widths = plan_for_macs(build_model("resnet20"), (3, 32, 32), "internal", 2.0, 4)
+    assert widths["stage1"] == 16 and widths["stage2"] == 32 and widths["stage3"] == 64  # residual sets whole
+    assert widths["stage3.0.conv1"] < 64
+
+
+def test_a_pruned_recipe_runs_end_to_end_and_resumes(tmp_path, monkeypatch, data_root):
+    """A tiny sparse recipe: the validation choice is recorded, the target sparsity is reached exactly, the
+    checkpoint loads through load_pretrained, and resuming a finished run re-records the same model."""
+    import shutil
+    from dataclasses import replace
+
+    from prunekit import zoo, zoo_pruned
+    from prunekit.pruning import model_sparsity
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    shutil.copy(zoo.CHECKPOINT_DIR / "lenet300.pt", checkpoints / "lenet300.pt")
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", checkpoints)
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(zoo_pruned.PRUNED_RECIPES, "lenet300_sparse",
+                        replace(PRUNED_RECIPES["lenet300_sparse"], teachers=(), epochs=0.2, select_epochs=0.1,
+                                sparsity=0.9))
+    info = zoo_pruned.train_pruned("lenet300_sparse", quiet=True)
+    assert info["validation_choice"]["chosen"] in ("global", "layerwise")
+    assert [c["sparsity"] for c in info["validation_choice"]["candidates"]] == [0.9, 0.9]
+    model = load_pretrained("lenet300_sparse")
+    assert model_sparsity(model) == pytest.approx(0.9, abs=1e-6) and info["sparsity"] == pytest.approx(0.9, abs=1e-6)
+    assert info["macs"]["reduction"] == pytest.approx(10.0, rel=1e-3)
+    assert info["test_accuracy"] > 0.9 and "test_acc" not in info["history"][0]
+    again = zoo_pruned.train_pruned("lenet300_sparse", quiet=True, resume=True)
+    assert again["test_accuracy"] == info["test_accuracy"] and again["validation_choice"] == info["validation_choice"]
+    monkeypatch.setitem(zoo_pruned.PRUNED_RECIPES, "lenet300_sparse",
+                        replace(zoo_pruned.PRUNED_RECIPES["lenet300_sparse"], lr=0.5))
+    with pytest.raises(ValueError, match="another recipe"):
+        zoo_pruned.train_pruned("lenet300_sparse", quiet=True, resume=True)
+
+
+def test_readme_shows_the_pruned_checkpoints_own_record():
+    from pathlib import Path
+
+    from prunekit.zoo_pruned import markdown_table
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme, "README's pruned-model table is stale: paste `python -m prunekit.zoo table`"
