@@ -9,6 +9,8 @@ The classroom machinery lives here too, apart from the library a learner reads (
 
 * ``core``: :func:`run_check`, :class:`Case`, :func:`expect`: how a check is written;
 * ``lab1`` ... ``labN``: each lab's checks (cases + judges) and ``reference_*`` answers;
+* ``chapters``: the checks of the chapters' exercises (a stub reports, strict mode raises only for a wrong
+  answer; the answers are in ``instructor/chapter_exercises/``);
 * ``grading``: grade notebooks out of the learner's kernel (``python -m prunekit.grade`` is its command);
 * ``remote``, ``worker``, ``wire``, ``sandbox``: the grader's side of a submission's worker, the worker,
   the data-only format it answers in, and the per-submission sandbox;
@@ -41,8 +43,10 @@ from .lab4 import *  # noqa: F401,F403
 from .lab5 import *  # noqa: F401,F403
 from .lab6 import *  # noqa: F401,F403
 from .lab7 import *  # noqa: F401,F403
+from .chapters import *  # noqa: F401,F403
+from . import chapters as _chapters
 from . import lab1 as _lab1, lab2 as _lab2, lab3 as _lab3, lab4 as _lab4, lab5 as _lab5, lab6 as _lab6, lab7 as _lab7
 
 __all__ = ["CheckFailed", "CheckResult", "Case", "call", "expect", "run_check", "strict_mode",
            "use_or_reference", *_lab1.__all__, *_lab2.__all__, *_lab3.__all__,
-           *_lab4.__all__, *_lab5.__all__, *_lab6.__all__, *_lab7.__all__]
+           *_lab4.__all__, *_lab5.__all__, *_lab6.__all__, *_lab7.__all__, *_chapters.__all__]
