@@ -35,6 +35,9 @@ __all__ = [
     "check_proximal_l1_step",         # chapter 02
     "check_obs_prune_one",            # chapter 02
     "check_params_after_channel_removal",  # chapter 03
+    "check_fold_batchnorm_params",    # chapter 04
+    "check_dense_to_csr",             # chapter 05
+    "check_paired_comparison",        # chapter 06
 ]
 
 
@@ -399,3 +402,190 @@ def check_params_after_channel_removal(fn: Callable, strict: bool | None = None)
     return _chapter_check("params_after_channel_removal", fn, cases, "for each layer: kept outputs × kept inputs × "
                           "kernel size (+ kept outputs for biases); kept inputs = previous layer's kept outputs",
                           "next layer's inputs, biases, kernels", strict)
+
+
+# ============================================================================ chapter 04
+def _expected_fold(weight, bias, gamma, beta, mean, var, eps):
+    scale = gamma / torch.sqrt(var + eps)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    b = torch.zeros_like(mean) if bias is None else bias
+    return weight * scale.view(shape), beta + (b - mean) * scale
+
+
+def check_fold_batchnorm_params(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Chapter 04: ``fold_batchnorm_params(weight, bias, gamma, beta, running_mean, running_var, eps)
+    -> (new_weight, new_bias)``: the weight (out, in, kh, kw) or (out, in) and bias (out,) or None of the
+    layer that computes, in one step, what the layer followed by BatchNorm (eval mode) computes:
+    ``s = gamma / sqrt(var + eps)``, ``new_weight = weight · s`` per output channel,
+    ``new_bias = beta + (bias − mean) · s`` (bias 0 when None)."""
+    def case(label, weight, bias, gamma, beta, mean, var, eps=1e-5) -> Case:
+        def run(f):
+            out = call(f, weight, bias, gamma, beta, mean, var, eps)
+            expect(isinstance(out, (tuple, list)) and len(out) == 2,
+                   f"expected a pair (new_weight, new_bias), got {type(out).__name__}", "return new_weight, new_bias")
+            new_w, new_b = out
+            want_w, want_b = _expected_fold(weight, bias, gamma, beta, mean, var, eps)
+            b0 = torch.zeros_like(mean) if bias is None else bias
+            shape = (-1,) + (1,) * (weight.dim() - 1)
+            hint = None
+            if isinstance(new_w, torch.Tensor) and new_w.shape == weight.shape:
+                if torch.allclose(new_w, weight * (gamma / torch.sqrt(var)).view(shape), rtol=1e-6, atol=0) and eps > 0:
+                    hint = "add eps inside the square root: gamma / sqrt(var + eps), as BatchNorm does"
+                elif torch.allclose(new_w, weight * (gamma / (var + eps)).view(shape), rtol=1e-5):
+                    hint = "divide by the standard deviation sqrt(var + eps), not by the variance"
+            _close(new_w, want_w, "new_weight", hint, atol=1e-6)
+            hint = None
+            expect(new_b is not None, "new_bias is None", "the folded layer always needs a bias: "
+                   "beta + (bias − mean)·s, with bias = 0 when the layer had none")
+            if isinstance(new_b, torch.Tensor) and new_b.shape == want_b.shape:
+                s = gamma / torch.sqrt(var + eps)
+                if torch.allclose(new_b, beta + b0 * s, atol=1e-6):
+                    hint = "subtract the running mean: new_bias = beta + (bias − mean)·s"
+                elif torch.allclose(new_b, (b0 - mean) * s, atol=1e-6):
+                    hint = "add BatchNorm's shift beta: new_bias = beta + (bias − mean)·s"
+                elif torch.allclose(new_b, beta + b0 - mean * s, atol=1e-6):
+                    hint = "the layer's own bias is scaled too: beta + (bias − mean)·s"
+            _close(new_b, want_b, "new_bias", hint, atol=1e-6)
+        return Case(label, run)
+
+    def cases():
+        g = torch.Generator().manual_seed(5)
+        conv = torch.randn(6, 3, 3, 3, generator=g)
+        lin = torch.randn(4, 7, generator=g)
+        bn = lambda n: (torch.rand(n, generator=g) + 0.5, torch.randn(n, generator=g),
+                        torch.randn(n, generator=g), torch.rand(n, generator=g) * 0.1 + 1e-3)
+        return [case("conv 6×3×3×3 without bias", conv, None, *bn(6)),
+                case("conv 6×3×3×3 with bias", conv, torch.randn(6, generator=g), *bn(6)),
+                case("Linear 4×7 with bias, eps 1e-3, small variances", lin, torch.randn(4, generator=g), *bn(4), 1e-3),
+                case("identity BatchNorm (γ 1, β 0, mean 0, var 1 − eps)", lin, torch.randn(4, generator=g),
+                     torch.ones(4), torch.zeros(4), torch.zeros(4), torch.full((4,), 1 - 1e-5))]
+
+    return _chapter_check("fold_batchnorm_params", fn, cases, "s = gamma / sqrt(var + eps); weight · s per output "
+                          "channel; bias → beta + (bias − mean)·s", "conv and Linear, with and without bias, eps",
+                          strict)
+
+
+# ============================================================================ chapter 05
+def _expected_csr(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # what torch.sparse_csr stores (``w.to_sparse_csr()``), without its "beta" warning
+    rows, cols = (w != 0).nonzero(as_tuple=True)
+    ptr = torch.zeros(w.shape[0] + 1, dtype=torch.int64)
+    ptr[1:] = torch.cumsum((w != 0).sum(1), 0)
+    return w[rows, cols], cols, ptr
+
+
+def check_dense_to_csr(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Chapter 05: ``dense_to_csr(weight) -> (values, col_indices, row_ptr)`` for a 2-D weight (m, n):
+    the nonzero values in row-major order, the column of each, and the m + 1 row pointers (row i's
+    nonzeros are ``values[row_ptr[i]:row_ptr[i + 1]]``; ``row_ptr[0] = 0``), as ``torch.sparse_csr`` stores them."""
+    def case(label: str, w: torch.Tensor) -> Case:
+        def run(f):
+            out = call(f, w)
+            expect(isinstance(out, (tuple, list)) and len(out) == 3,
+                   f"expected a triple (values, col_indices, row_ptr), got {type(out).__name__}",
+                   "return values, col_indices, row_ptr")
+            values, cols, ptr = out
+            want_v, want_c, want_p = _expected_csr(w)
+            for what, t in (("values", values), ("col_indices", cols), ("row_ptr", ptr)):
+                expect(isinstance(t, torch.Tensor) and t.dim() == 1, f"{what} should be a 1-D tensor",
+                       "build each array as a 1-D torch tensor")
+            expect(not cols.is_floating_point() and not ptr.is_floating_point(),
+                   "col_indices and row_ptr must be integer tensors", "indices are integers (torch.int64)")
+            nnz = int((w != 0).sum())
+            hint = None
+            if values.numel() == w.numel() and nnz < w.numel():
+                hint = "store only the nonzeros (`weight != 0`): the zeros are what CSR skips"
+            elif ptr.numel() == w.shape[0] and w.shape[0] > 0:
+                hint = "row_ptr has m + 1 entries, starting with 0 (row i is ptr[i] .. ptr[i+1] − 1)"
+            elif ptr.numel() == w.shape[0] + 1 and torch.equal(ptr[1:], (w != 0).sum(1)):
+                hint = "row_ptr is the running (cumulative) count of nonzeros, not each row's count"
+            elif torch.equal(values, w.T[w.T != 0]) and not torch.equal(values, want_v):
+                hint = "walk the matrix row by row (row-major), not column by column"
+            expect(values.shape == want_v.shape and ptr.shape == want_p.shape and cols.shape == want_c.shape,
+                   f"lengths values {values.numel()}, col_indices {cols.numel()}, row_ptr {ptr.numel()}; "
+                   f"expected {want_v.numel()}, {want_c.numel()}, {want_p.numel()}", hint)
+            expect(torch.equal(ptr.long(), want_p), f"row_ptr is {describe_tensor(ptr)}, expected "
+                   f"{describe_tensor(want_p)}", hint or "row_ptr[i + 1] − row_ptr[i] = number of nonzeros in row i")
+            if not torch.equal(cols.long(), want_c):
+                rows_of = torch.repeat_interleave(torch.arange(w.shape[0]), (w != 0).sum(1))
+                if torch.equal(cols.long(), rows_of):
+                    hint = "store each nonzero's COLUMN index; the row is implied by row_ptr"
+                expect(False, f"col_indices is {describe_tensor(cols)}, expected {describe_tensor(want_c)}", hint)
+            expect(torch.equal(values, want_v), f"values is {describe_tensor(values)}, expected "
+                   f"{describe_tensor(want_v)}", hint or "the nonzeros in row-major order, with their sign")
+        return Case(label, run)
+
+    def cases():
+        g = torch.Generator().manual_seed(6)
+        small = torch.tensor([[0.0, 2.0, 0.0, -1.0], [0.0, 0.0, 0.0, 0.0], [3.0, 0.0, 4.0, 0.0]])
+        rand = torch.randn(7, 9, generator=g) * (torch.rand(7, 9, generator=g) < 0.3)
+        return [case("3×4 with an empty row", small),
+                case("7×9 at ~70 % zeros", rand),
+                case("dense 3×3 (no zeros)", torch.arange(1.0, 10.0).view(3, 3)),
+                case("all zeros 2×5", torch.zeros(2, 5)),
+                case("one column 5×1", torch.tensor([[1.0], [0.0], [2.0], [0.0], [3.0]]))]
+
+    return _chapter_check("dense_to_csr", fn, cases, "values = nonzeros row by row; col_indices = their columns; "
+                          "row_ptr = [0, cumulative nonzeros per row] (m + 1 entries)",
+                          "row-major order, empty rows, all zeros, no zeros", strict)
+
+
+# ============================================================================ chapter 06
+def _number(out, what: str) -> float:
+    if isinstance(out, torch.Tensor) and out.numel() == 1:
+        out = out.item()
+    expect(isinstance(out, (int, float)) and not isinstance(out, bool),
+           f"{what} should be a number, got {type(out).__name__}", "return Python floats (`float(t)`)")
+    return float(out)
+
+
+def check_paired_comparison(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Chapter 06: ``paired_comparison(correct_a, correct_b) -> (difference, standard_error)``: two models
+    scored on the SAME n test images (bool tensors (n,), True = right). ``difference`` = accuracy of A minus
+    accuracy of B; ``standard_error`` = the sample standard deviation (n − 1) of the per-image differences
+    d_i = a_i − b_i, divided by sqrt(n)."""
+    def case(label: str, a: torch.Tensor, b: torch.Tensor) -> Case:
+        def run(f):
+            out = call(f, a, b)
+            expect(isinstance(out, (tuple, list)) and len(out) == 2,
+                   f"expected a pair (difference, standard_error), got {type(out).__name__}",
+                   "return difference, standard_error")
+            diff, se = _number(out[0], "difference"), _number(out[1], "standard_error")
+            n = a.numel()
+            d = a.double() - b.double()
+            want_diff, want_se = float(d.mean()), float(d.std() / n ** 0.5) if n > 1 else 0.0
+            hint = None
+            if abs(diff + want_diff) < 1e-9 and abs(want_diff) > 1e-9:
+                hint = "difference = accuracy of A minus accuracy of B (the sign is reversed)"
+            expect(abs(diff - want_diff) < 1e-9, f"difference {diff:.6g}, expected {want_diff:.6g}", hint)
+            pa, pb = float(a.double().mean()), float(b.double().mean())
+            wrong = {"the two models saw the SAME images: use the per-image differences d_i = a_i − b_i, not "
+                     "the unpaired sqrt(pa(1−pa)/n + pb(1−pb)/n)": (pa * (1 - pa) / n + pb * (1 - pb) / n) ** 0.5,
+                     "divide the standard deviation by sqrt(n): the error of a mean, not of one image":
+                         float(d.std()) if n > 1 else -1.0,
+                     "use the sample standard deviation (divide by n − 1, torch.std's default)":
+                         float(d.std(unbiased=False) / n ** 0.5),
+                     "take the square root: SE = std(d) / sqrt(n), not the variance": float(d.var() / n) if n > 1 else -1.0}
+            for text, value in wrong.items():
+                if abs(se - value) < 1e-9 and abs(value - want_se) > 1e-9:
+                    hint = text
+                    break
+            expect(abs(se - want_se) < 1e-9, f"standard_error {se:.6g}, expected {want_se:.6g}", hint)
+        return Case(label, run)
+
+    def cases():
+        g = torch.Generator().manual_seed(7)
+        a = torch.rand(1000, generator=g) < 0.98
+        b = a.clone()
+        flip = torch.randperm(1000, generator=g)[:15]
+        b[flip] = ~b[flip]
+        small_a = torch.tensor([True, True, False, True, False, True, True, True, False, True])
+        small_b = torch.tensor([True, False, False, True, True, True, False, True, False, False])
+        same = torch.rand(50, generator=g) < 0.9
+        return [case("10 images", small_a, small_b),
+                case("1,000 images, 15 disagreements", a, b),
+                case("identical predictions: difference 0, error 0", same, same.clone()),
+                case("B better than A", small_b, small_a)]
+
+    return _chapter_check("paired_comparison", fn, cases, "d = a.float() − b.float(); return d.mean(), "
+                          "d.std() / sqrt(n)", "sign, pairing, n − 1, sqrt(n)", strict)

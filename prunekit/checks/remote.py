@@ -54,7 +54,8 @@ class WorkerSession:
         self.sandbox = Sandbox(hide=list(hide), use_bwrap=use_bwrap, limits=limits or Limits())
         self.reference_lookup = reference_lookup or (lambda name: None)
         self.deadline = float("inf")
-        self.references_called: list[str] = []   # references run for the worker since the last reset
+        self.references_called: list[str] = []   # references the worker asked for since the last reset
+        self.allowed_references: set[str] = set()  # the ones it may have: fallbacks bound by the grader
         self.failure = ""
         self.calls = 0
 
@@ -93,6 +94,7 @@ class WorkerSession:
     # ------------------------------------------------------------------ requests
     def bind(self, name: str, reference: str) -> None:
         """From now on ``name`` in the worker is the course's ``reference`` (run by the grader)."""
+        self.allowed_references.add(reference)
         self._request({"op": "bind", "name": name, "ref": reference})
 
     def call(self, name: str, args: tuple, kwargs: dict) -> Any:
@@ -182,6 +184,8 @@ class WorkerSession:
             if function is None:
                 raise KeyError(f"no reference named {name!r:.60}")
             self.references_called.append(name)
+            if name not in self.allowed_references:  # only fallbacks the grader bound: no free answers,
+                raise PermissionError(f"{name} is not available while grading")  # no grader time to spend
             result = function(*args, **kwargs)
             reply = {"result": result, "args": args, "kwargs": kwargs}
         except Exception as exc:  # noqa: BLE001 - the worker reports it as its own error
