@@ -310,3 +310,40 @@ def test_every_exercise_has_three_wrong_answers():
 @pytest.mark.parametrize(**cases(WRONG))
 def test_wrong_answers_are_rejected(name, fn, capsys):
     rejected(_check(name), fn, *HINT_WORDS[fn.__name__])
+
+
+# ============================================================================ the chapters themselves
+COURSE = pathlib.Path(__file__).resolve().parents[1] / "course"
+# chapters that end with exercises; chapters 04-06 are added here when theirs are written (issue 19)
+CHAPTERS_WITH_EXERCISES = ["00_why_compress", "01_concepts", "02_mathematics", "03_families_compared"]
+
+
+def _cells(stem: str) -> list[dict]:
+    import json
+    return json.loads((COURSE / f"{stem}.ipynb").read_text(encoding="utf-8"))["cells"]
+
+
+@pytest.mark.parametrize("stem", CHAPTERS_WITH_EXERCISES)
+def test_chapter_ends_with_exercises_and_instructor_answers(stem):
+    cells = ["".join(c["source"]) for c in _cells(stem)]
+    start = next(i for i, s in enumerate(cells) if s.startswith("## Exercises"))
+    after = cells[start:]
+    headings = [re.match(r"### Exercise (\d+):", s).group(1) for s in after if re.match(r"### Exercise \d+:", s)]
+    assert 3 <= len(headings) <= 5 and headings == [str(n) for n in range(1, len(headings) + 1)], headings
+    assert not any(s.startswith("## ") and not s.startswith(("## Exercises", "## References")) for s in after), \
+        "only References may follow the Exercises section"
+    checked = [s for s in after if "NotImplementedError" in s and re.search(r"\bcheck_\w+\(", s)]
+    assert checked, f"{stem}: no auto-checked exercise (a stub and a check_... call)"
+    for code in checked:
+        name = re.search(r"\b(check_\w+)\(", code).group(1)
+        assert name in chapters.__all__, f"{stem} calls {name}, which prunekit.checks.chapters does not export"
+    answers = SOLUTIONS / f"{stem}.md"
+    assert answers.exists(), f"instructor answers missing: {answers}"
+    answer_headings = re.findall(r"^### Exercise (\d+):", answers.read_text(encoding="utf-8"), flags=re.M)
+    assert answer_headings == headings, f"{answers.name}: headings {answer_headings} vs chapter {headings}"
+
+
+def test_every_chapter_check_is_used_by_a_chapter():
+    used = {m for stem in CHAPTERS_WITH_EXERCISES for s in _cells(stem)
+            for m in re.findall(r"\b(check_\w+)\(", "".join(s["source"]))}
+    assert set(chapters.__all__) <= used, set(chapters.__all__) - used
