@@ -456,7 +456,8 @@ def check_fold_batchnorm_params(fn: Callable, strict: bool | None = None) -> Che
                         torch.randn(n, generator=g), torch.rand(n, generator=g) * 0.1 + 1e-3)
         return [case("conv 6×3×3×3 without bias", conv, None, *bn(6)),
                 case("conv 6×3×3×3 with bias", conv, torch.randn(6, generator=g), *bn(6)),
-                case("Linear 4×7 with bias, eps 1e-3, small variances", lin, torch.randn(4, generator=g), *bn(4), 1e-3),
+                case("Linear 4×7 with bias, eps 1e-3, small variances", lin, torch.randn(4, generator=g),
+                     *bn(4), 1e-3),
                 case("identity BatchNorm (γ 1, β 0, mean 0, var 1 − eps)", lin, torch.randn(4, generator=g),
                      torch.ones(4), torch.zeros(4), torch.zeros(4), torch.full((4,), 1 - 1e-5))]
 
@@ -565,7 +566,8 @@ def check_paired_comparison(fn: Callable, strict: bool | None = None) -> CheckRe
                          float(d.std()) if n > 1 else -1.0,
                      "use the sample standard deviation (divide by n − 1, torch.std's default)":
                          float(d.std(unbiased=False) / n ** 0.5),
-                     "take the square root: SE = std(d) / sqrt(n), not the variance": float(d.var() / n) if n > 1 else -1.0}
+                     "take the square root: SE = std(d) / sqrt(n), not the variance":
+                         float(d.var() / n) if n > 1 else -1.0}
             for text, value in wrong.items():
                 if abs(se - value) < 1e-9 and abs(value - want_se) > 1e-9:
                     hint = text
