@@ -312,10 +312,141 @@ def test_wrong_answers_are_rejected(name, fn, capsys):
     rejected(_check(name), fn, *HINT_WORDS[fn.__name__])
 
 
+# ============================================================================ chapters 04-06 (H10)
+# --- chapter 04: fold_batchnorm_params
+def _bn_scale_shape(weight):
+    return (-1,) + (1,) * (weight.dim() - 1)
+
+
+def fb_no_eps(weight, bias, gamma, beta, mean, var, eps=1e-5):
+    s = gamma / torch.sqrt(var)
+    b = torch.zeros_like(mean) if bias is None else bias
+    return weight * s.view(_bn_scale_shape(weight)), beta + (b - mean) * s
+
+
+def fb_variance(weight, bias, gamma, beta, mean, var, eps=1e-5):      # divides by var, not its square root
+    s = gamma / (var + eps)
+    b = torch.zeros_like(mean) if bias is None else bias
+    return weight * s.view(_bn_scale_shape(weight)), beta + (b - mean) * s
+
+
+def fb_forgets_mean(weight, bias, gamma, beta, mean, var, eps=1e-5):
+    s = gamma / torch.sqrt(var + eps)
+    b = torch.zeros_like(mean) if bias is None else bias
+    return weight * s.view(_bn_scale_shape(weight)), beta + b * s
+
+
+def fb_forgets_beta(weight, bias, gamma, beta, mean, var, eps=1e-5):
+    s = gamma / torch.sqrt(var + eps)
+    b = torch.zeros_like(mean) if bias is None else bias
+    return weight * s.view(_bn_scale_shape(weight)), (b - mean) * s
+
+
+def fb_bias_unscaled(weight, bias, gamma, beta, mean, var, eps=1e-5):  # b + beta − mean·s
+    s = gamma / torch.sqrt(var + eps)
+    b = torch.zeros_like(mean) if bias is None else bias
+    return weight * s.view(_bn_scale_shape(weight)), beta + b - mean * s
+
+
+def fb_input_channels(weight, bias, gamma, beta, mean, var, eps=1e-5):  # `scale[:, None]`: right for a Linear only
+    s = gamma / torch.sqrt(var + eps)
+    b = torch.zeros_like(mean) if bias is None else bias
+    return weight * s[:, None], beta + (b - mean) * s
+
+
+# --- chapter 05: dense_to_csr
+def csr_keeps_zeros(weight):
+    m, n = weight.shape
+    return weight.flatten(), torch.arange(n).repeat(m), torch.arange(0, m * n + 1, n)
+
+
+def csr_no_leading_zero(weight):
+    rows, cols = (weight != 0).nonzero(as_tuple=True)
+    return weight[rows, cols], cols, torch.cumsum((weight != 0).sum(1), 0)
+
+
+def csr_counts(weight):                                        # counts per row instead of running totals
+    rows, cols = (weight != 0).nonzero(as_tuple=True)
+    return weight[rows, cols], cols, torch.cat([torch.zeros(1, dtype=torch.int64), (weight != 0).sum(1)])
+
+
+def csr_column_major(weight):                                  # walks column by column
+    cols_, rows_ = (weight.T != 0).nonzero(as_tuple=True)
+    ptr = torch.zeros(weight.shape[0] + 1, dtype=torch.int64)
+    ptr[1:] = torch.cumsum((weight != 0).sum(1), 0)
+    return weight.T[cols_, rows_], cols_, ptr
+
+
+def csr_row_indices(weight):                                   # stores the row of each nonzero (COO half)
+    rows, cols = (weight != 0).nonzero(as_tuple=True)
+    ptr = torch.zeros(weight.shape[0] + 1, dtype=torch.int64)
+    ptr[1:] = torch.cumsum((weight != 0).sum(1), 0)
+    return weight[rows, cols], rows, ptr
+
+
+def csr_float_indices(weight):
+    rows, cols = (weight != 0).nonzero(as_tuple=True)
+    ptr = torch.zeros(weight.shape[0] + 1)
+    ptr[1:] = torch.cumsum((weight != 0).sum(1), 0).float()
+    return weight[rows, cols], cols.float(), ptr
+
+
+# --- chapter 06: paired_comparison
+def pc_unpaired(correct_a, correct_b):
+    n = correct_a.numel()
+    pa, pb = correct_a.double().mean().item(), correct_b.double().mean().item()
+    return pa - pb, (pa * (1 - pa) / n + pb * (1 - pb) / n) ** 0.5
+
+
+def pc_no_sqrt_n(correct_a, correct_b):
+    d = correct_a.double() - correct_b.double()
+    return d.mean().item(), d.std().item()
+
+
+def pc_population_std(correct_a, correct_b):
+    d = correct_a.double() - correct_b.double()
+    return d.mean().item(), (d.std(unbiased=False) / d.numel() ** 0.5).item()
+
+
+def pc_b_minus_a(correct_a, correct_b):
+    d = correct_b.double() - correct_a.double()
+    return d.mean().item(), (d.std() / d.numel() ** 0.5).item()
+
+
+def pc_variance(correct_a, correct_b):
+    d = correct_a.double() - correct_b.double()
+    return d.mean().item(), (d.var() / d.numel()).item()
+
+
+WRONG_LATE = {
+    "fold_batchnorm_params": [fb_no_eps, fb_variance, fb_forgets_mean, fb_forgets_beta, fb_bias_unscaled,
+                              fb_input_channels],
+    "dense_to_csr": [csr_keeps_zeros, csr_no_leading_zero, csr_counts, csr_column_major, csr_row_indices,
+                     csr_float_indices],
+    "paired_comparison": [pc_unpaired, pc_no_sqrt_n, pc_population_std, pc_b_minus_a, pc_variance],
+}
+HINT_WORDS_LATE = {
+    "fb_no_eps": ["eps"], "fb_variance": ["standard deviation"], "fb_forgets_mean": ["mean"],
+    "fb_forgets_beta": ["beta"], "fb_bias_unscaled": ["scaled too"], "fb_input_channels": [],
+    "csr_keeps_zeros": ["only the nonzeros"], "csr_no_leading_zero": ["m + 1"], "csr_counts": ["cumulative"],
+    "csr_column_major": ["row by row"], "csr_row_indices": ["column index"], "csr_float_indices": ["integer"],
+    "pc_unpaired": ["same images"], "pc_no_sqrt_n": ["sqrt(n)"], "pc_population_std": ["n − 1"],
+    "pc_b_minus_a": ["sign"], "pc_variance": ["square root"],
+}
+WRONG.update(WRONG_LATE)
+HINT_WORDS.update(HINT_WORDS_LATE)
+
+
+@pytest.mark.parametrize(**cases(WRONG_LATE))
+def test_wrong_answers_to_chapters_04_to_06_are_rejected(name, fn, capsys):
+    rejected(_check(name), fn, *HINT_WORDS[fn.__name__])
+
+
 # ============================================================================ the chapters themselves
 COURSE = pathlib.Path(__file__).resolve().parents[1] / "course"
 # chapters that end with exercises; chapters 04-06 are added here when theirs are written (issue 19)
-CHAPTERS_WITH_EXERCISES = ["00_why_compress", "01_concepts", "02_mathematics", "03_families_compared"]
+CHAPTERS_WITH_EXERCISES = ["00_why_compress", "01_concepts", "02_mathematics", "03_families_compared",
+                           "04_compression_family", "05_pruning_in_practice", "06_faq"]
 
 
 def _cells(stem: str) -> list[dict]:
