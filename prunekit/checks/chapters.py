@@ -35,7 +35,7 @@ __all__ = [
     "check_proximal_l1_step",         # chapter 02
     "check_obs_prune_one",            # chapter 02
     "check_params_after_channel_removal",  # chapter 03
-    "check_fold_batchnorm_params",    # chapter 04
+    "check_low_rank_factors",         # chapter 04
     "check_dense_to_csr",             # chapter 05
     "check_paired_comparison",        # chapter 06
 ]
@@ -143,7 +143,8 @@ def check_taylor_per_batch(fn: Callable, strict: bool | None = None) -> CheckRes
                          "gradients cancel; square each batch's (w·g_b) first, then average": (w * mean_g) ** 2,
                          "you averaged the gradients first (|w·ḡ|): square each batch's (w·g_b), then average":
                              (w * mean_g).abs(),
-                         "take the square (w·g_b)², not the absolute value": torch.stack([(w * g).abs() for g in grads]).mean(0),
+                         "take the square (w·g_b)², not the absolute value":
+                             torch.stack([(w * g).abs() for g in grads]).mean(0),
                          "average over the batches (divide by their number), do not sum": want * len(grads),
                          "the score multiplies the weight and its gradient: (w·g_b)², not g_b²":
                              torch.stack([g ** 2 for g in grads]).mean(0)}
@@ -163,7 +164,8 @@ def check_taylor_per_batch(fn: Callable, strict: bool | None = None) -> CheckRes
         return [case("3 weights, two batches whose gradients cancel", w, opposite),
                 case("one batch: (w·g)²", w, [torch.tensor([0.5, 0.25, -2.0])]),
                 case("4×6 weight, 5 random batches", w2, [torch.randn(4, 6) for _ in range(5)]),
-                case("conv weight 2×3×3×3, 3 batches", torch.randn(2, 3, 3, 3), [torch.randn(2, 3, 3, 3) for _ in range(3)])]
+                case("conv weight 2×3×3×3, 3 batches", torch.randn(2, 3, 3, 3),
+                     [torch.randn(2, 3, 3, 3) for _ in range(3)])]
 
     return _chapter_check("taylor_per_batch", fn, cases, "score = mean over batches of (weight * g_b) ** 2",
                           "cancelling gradients, one batch, 2-D and conv weights", strict)
@@ -203,7 +205,7 @@ def check_per_row_mask(fn: Callable, strict: bool | None = None) -> CheckResult:
                     hint = "prune the LOWEST scores and keep the highest"
                 elif torch.equal(mask.reshape(scores.shape[0], -1),
                                  _expected_per_row(scores.reshape(scores.shape[0], -1).abs(), s)):
-                    hint = "rank the scores themselves, not their absolute values (scores are already ≥ 0 or signed on purpose)"
+                    hint = "rank the scores themselves, not their absolute values"
                 else:
                     hint = ("among equal scores prune the lower index first: `torch.argsort(row, stable=True)`"
                             if len(torch.unique(scores)) < scores.numel() else None)
@@ -273,7 +275,8 @@ def check_proximal_l1_step(fn: Callable, strict: bool | None = None) -> CheckRes
                 case("6×7 random, lr 0.05, λ 1.0", torch.randn(6, 7) * 0.1, torch.randn(6, 7), 0.05, 1.0),
                 case("λ 0 is plain SGD", w, g, 0.1, 0.0)]
 
-    return _chapter_check("proximal_l1_step", fn, cases, "z = weight − lr·grad; return sign(z)·max(|z| − lr·lam, 0)",
+    return _chapter_check("proximal_l1_step", fn, cases,
+                          "z = weight − lr·grad; return sign(z)·max(|z| − lr·lam, 0)",
                           "exact zeros, threshold lr·λ, λ = 0", strict)
 
 
@@ -343,7 +346,8 @@ def check_obs_prune_one(fn: Callable, strict: bool | None = None) -> CheckResult
         strong = torch.tensor([[2.75, -3.26, 0.48], [-3.26, 9.36, -0.82], [0.48, -0.82, 2.74]])
         return [case("3 weights, strongly correlated Hessian", torch.tensor([0.8, -0.9, -0.7]), strong),
                 case("3 weights, correlated Hessian", w, h),
-                case("diagonal Hessian (OBS = OBD, no other weight moves)", w, torch.diag(torch.tensor([1.0, 0.1, 3.0]))),
+                case("diagonal Hessian (OBS = OBD, no other weight moves)", w,
+                     torch.diag(torch.tensor([1.0, 0.1, 3.0]))),
                 case("6 weights, random positive definite Hessian", w6, h6),
                 case("one weight already 0", w0, h6)]
 
@@ -379,7 +383,8 @@ def check_params_after_channel_removal(fn: Callable, strict: bool | None = None)
             own_only = sum((keep[i] if i < len(keep) else s[0]) * (torch.tensor(s[1:]).prod().item())
                            + ((keep[i] if i < len(keep) else s[0]) if bias else 0) for i, s in enumerate(shapes))
             if out == own_only:
-                hint = "removing layer i's outputs also removes layer i+1's inputs: shrink the next layer's in-dimension"
+                hint = ("removing layer i's outputs also removes layer i+1's inputs: "
+                        "shrink the next layer's in-dimension")
             elif bias and out == _expected_params(shapes, keep, False):
                 hint = "count the biases too (one per kept output)"
             elif not bias and out == _expected_params(shapes, keep, True):
@@ -405,65 +410,61 @@ def check_params_after_channel_removal(fn: Callable, strict: bool | None = None)
 
 
 # ============================================================================ chapter 04
-def _expected_fold(weight, bias, gamma, beta, mean, var, eps):
-    scale = gamma / torch.sqrt(var + eps)
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    b = torch.zeros_like(mean) if bias is None else bias
-    return weight * scale.view(shape), beta + (b - mean) * scale
+def _expected_low_rank(w: torch.Tensor, rank: int) -> torch.Tensor:
+    U, S, Vh = torch.linalg.svd(w.double(), full_matrices=False)
+    return (U[:, :rank] * S[:rank]) @ Vh[:rank]
 
 
-def check_fold_batchnorm_params(fn: Callable, strict: bool | None = None) -> CheckResult:
-    """Chapter 04: ``fold_batchnorm_params(weight, bias, gamma, beta, running_mean, running_var, eps)
-    -> (new_weight, new_bias)``: the weight (out, in, kh, kw) or (out, in) and bias (out,) or None of the
-    layer that computes, in one step, what the layer followed by BatchNorm (eval mode) computes:
-    ``s = gamma / sqrt(var + eps)``, ``new_weight = weight · s`` per output channel,
-    ``new_bias = beta + (bias − mean) · s`` (bias 0 when None)."""
-    def case(label, weight, bias, gamma, beta, mean, var, eps=1e-5) -> Case:
+def check_low_rank_factors(fn: Callable, strict: bool | None = None) -> CheckResult:
+    """Chapter 04: ``low_rank_factors(weight, rank) -> (first, second)`` for a Linear weight (m, n): the
+    weights of ``Linear(n, rank)`` then ``Linear(rank, m)``, i.e. ``first`` (rank, n) and ``second`` (m, rank),
+    whose product ``second @ first`` is the best rank-``rank`` approximation of ``weight`` (truncated SVD,
+    Eckart–Young). How the singular values are split between the two factors is free."""
+    def case(label: str, w: torch.Tensor, rank: int) -> Case:
         def run(f):
-            out = call(f, weight, bias, gamma, beta, mean, var, eps)
+            out = call(f, w, rank)
             expect(isinstance(out, (tuple, list)) and len(out) == 2,
-                   f"expected a pair (new_weight, new_bias), got {type(out).__name__}", "return new_weight, new_bias")
-            new_w, new_b = out
-            want_w, want_b = _expected_fold(weight, bias, gamma, beta, mean, var, eps)
-            b0 = torch.zeros_like(mean) if bias is None else bias
-            shape = (-1,) + (1,) * (weight.dim() - 1)
+                   f"expected a pair (first, second), got {type(out).__name__}", "return first, second")
+            first, second = out
+            m, n = w.shape
+            for what, t, shape in (("first", first, (rank, n)), ("second", second, (m, rank))):
+                expect(isinstance(t, torch.Tensor), f"{what} should be a torch.Tensor, got {type(t).__name__}")
+                hint = None
+                if tuple(t.shape) == (shape[1], shape[0]):
+                    hint = ("first is the weight of Linear(n, rank): shape (rank, n); second of Linear(rank, m): "
+                            "(m, rank) — transposed?")
+                elif rank in (t.shape[0] - 1, t.shape[-1] - 1) or rank in (t.shape[0] + 1, t.shape[-1] + 1):
+                    hint = "keep exactly `rank` singular values (slice [:rank])"
+                expect(tuple(t.shape) == shape, f"{what} has shape {tuple(t.shape)}, expected {shape}", hint)
+            product = (second.double() @ first.double())
+            want = _expected_low_rank(w, rank)
+            U, S, Vh = torch.linalg.svd(w.double(), full_matrices=False)
             hint = None
-            if isinstance(new_w, torch.Tensor) and new_w.shape == weight.shape:
-                if torch.allclose(new_w, weight * (gamma / torch.sqrt(var)).view(shape), rtol=1e-6, atol=0) and eps > 0:
-                    hint = "add eps inside the square root: gamma / sqrt(var + eps), as BatchNorm does"
-                elif torch.allclose(new_w, weight * (gamma / (var + eps)).view(shape), rtol=1e-5):
-                    hint = "divide by the standard deviation sqrt(var + eps), not by the variance"
-            _close(new_w, want_w, "new_weight", hint, atol=1e-6)
-            hint = None
-            expect(new_b is not None, "new_bias is None", "the folded layer always needs a bias: "
-                   "beta + (bias − mean)·s, with bias = 0 when the layer had none")
-            if isinstance(new_b, torch.Tensor) and new_b.shape == want_b.shape:
-                s = gamma / torch.sqrt(var + eps)
-                if torch.allclose(new_b, beta + b0 * s, atol=1e-6):
-                    hint = "subtract the running mean: new_bias = beta + (bias − mean)·s"
-                elif torch.allclose(new_b, (b0 - mean) * s, atol=1e-6):
-                    hint = "add BatchNorm's shift beta: new_bias = beta + (bias − mean)·s"
-                elif torch.allclose(new_b, beta + b0 - mean * s, atol=1e-6):
-                    hint = "the layer's own bias is scaled too: beta + (bias − mean)·s"
-            _close(new_b, want_b, "new_bias", hint, atol=1e-6)
+            if torch.allclose(product, U[:, :rank] @ Vh[:rank], atol=1e-4):
+                hint = "the singular values are missing: W ≈ U_r·diag(S_r)·Vh_r (put S or √S into the factors)"
+            elif torch.allclose(product, (U[:, -rank:] * S[-rank:]) @ Vh[-rank:], atol=1e-4):
+                hint = "keep the LARGEST singular values (torch.linalg.svd sorts them in descending order: [:rank])"
+            elif torch.allclose(product, (U[:, :rank] * S[:rank]) @ Vh.T[:rank].T[:, :n] if False else product * 0 + 1e9):
+                hint = None
+            scale = float(w.abs().max())
+            expect(torch.allclose(product, want, atol=1e-4 * scale, rtol=1e-4),
+                   f"second @ first differs from the best rank-{rank} approximation by "
+                   f"{float((product - want).abs().max()):.3g} (largest entry)", hint or
+                   "torch.linalg.svd returns U, S, Vh with W = U·diag(S)·Vh: use Vh's rows, not its columns")
         return Case(label, run)
 
     def cases():
-        g = torch.Generator().manual_seed(5)
-        conv = torch.randn(6, 3, 3, 3, generator=g)
-        lin = torch.randn(4, 7, generator=g)
-        bn = lambda n: (torch.rand(n, generator=g) + 0.5, torch.randn(n, generator=g),
-                        torch.randn(n, generator=g), torch.rand(n, generator=g) * 0.1 + 1e-3)
-        return [case("conv 6×3×3×3 without bias", conv, None, *bn(6)),
-                case("conv 6×3×3×3 with bias", conv, torch.randn(6, generator=g), *bn(6)),
-                case("Linear 4×7 with bias, eps 1e-3, small variances", lin, torch.randn(4, generator=g),
-                     *bn(4), 1e-3),
-                case("identity BatchNorm (γ 1, β 0, mean 0, var 1 − eps)", lin, torch.randn(4, generator=g),
-                     torch.ones(4), torch.zeros(4), torch.zeros(4), torch.full((4,), 1 - 1e-5))]
+        g = torch.Generator().manual_seed(8)
+        low = torch.randn(12, 3, generator=g) @ torch.randn(3, 20, generator=g)        # exactly rank 3
+        return [case("random 10×16, rank 4", torch.randn(10, 16, generator=g), 4),
+                case("tall 30×8, rank 2", torch.randn(30, 8, generator=g), 2),
+                case("a rank-3 matrix at rank 3 is reproduced exactly", low, 3),
+                case("rank 1", torch.randn(6, 9, generator=g), 1),
+                case("full rank 5×5", torch.randn(5, 5, generator=g), 5)]
 
-    return _chapter_check("fold_batchnorm_params", fn, cases, "s = gamma / sqrt(var + eps); weight · s per output "
-                          "channel; bias → beta + (bias − mean)·s", "conv and Linear, with and without bias, eps",
-                          strict)
+    return _chapter_check("low_rank_factors", fn, cases, "U, S, Vh = torch.linalg.svd(weight, full_matrices=False); "
+                          "first = √S_r·Vh[:r], second = U[:, :r]·√S_r", "shapes, largest singular values, "
+                          "exact rank-r matrices, r = 1 and full rank", strict)
 
 
 # ============================================================================ chapter 05
