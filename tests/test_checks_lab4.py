@@ -293,10 +293,10 @@ def test_should_stop_wrong_implementations():
     rejected(lab4.check_should_stop, lambda h, tol: int(h[-1] < h[0] - tol), "bool")
 
 
-def test_should_stop_accepts_numpy_and_tensor_bools():
+def test_should_stop_accepts_numpy_bools_but_not_tensors():
     import numpy as np
     assert lab4.check_should_stop(lambda h, tol: np.float64(h[-1]) < np.float64(h[0]) - tol, strict=False)
-    assert lab4.check_should_stop(lambda h, tol: torch.tensor(h[-1] < h[0] - tol), strict=False)
+    rejected(lab4.check_should_stop, lambda h, tol: torch.tensor(h[-1] < h[0] - tol), "tensor")
 
 
 def test_iterative_targets_natural_formula_misses_exact_final():

@@ -636,8 +636,8 @@ _STOP_HINT = ("compare the LATEST accuracy with the DENSE one (the first of hist
 def _stop_case(label: str, history: list[float], tolerance: float, expected: bool) -> Case:
     def run(fn):
         out = call(fn, history, tolerance)
-        if isinstance(out, torch.Tensor) and out.numel() == 1 and out.dtype == torch.bool:
-            out = bool(out)
+        if isinstance(out, torch.Tensor):  # the text asks for a Python bool; `if tensor:` works, but `is True` does not
+            expect(False, f"returned a tensor {out!r:.40}, expected True or False", "return a Python bool: bool(...)")
         expect(isinstance(out, bool) or type(out).__module__ == "numpy" and type(out).__name__ in ("bool", "bool_"),
                f"returned {type(out).__name__} {out!r:.40}, expected True or False", "return a bool")
         hint = _STOP_HINT
