@@ -314,45 +314,39 @@ def test_wrong_answers_are_rejected(name, fn, capsys):
 
 
 # ============================================================================ chapters 04-06 (H10)
-# --- chapter 04: fold_batchnorm_params
-def _bn_scale_shape(weight):
-    return (-1,) + (1,) * (weight.dim() - 1)
+# --- chapter 04: low_rank_factors
+def _svd(weight):
+    return torch.linalg.svd(weight, full_matrices=False)
 
 
-def fb_no_eps(weight, bias, gamma, beta, mean, var, eps=1e-5):
-    s = gamma / torch.sqrt(var)
-    b = torch.zeros_like(mean) if bias is None else bias
-    return weight * s.view(_bn_scale_shape(weight)), beta + (b - mean) * s
+def lr_no_singular_values(weight, rank):
+    U, S, Vh = _svd(weight)
+    return Vh[:rank], U[:, :rank]
 
 
-def fb_variance(weight, bias, gamma, beta, mean, var, eps=1e-5):      # divides by var, not its square root
-    s = gamma / (var + eps)
-    b = torch.zeros_like(mean) if bias is None else bias
-    return weight * s.view(_bn_scale_shape(weight)), beta + (b - mean) * s
+def lr_smallest(weight, rank):                                   # keeps the last (smallest) singular values
+    U, S, Vh = _svd(weight)
+    return S[-rank:, None] * Vh[-rank:], U[:, -rank:]
 
 
-def fb_forgets_mean(weight, bias, gamma, beta, mean, var, eps=1e-5):
-    s = gamma / torch.sqrt(var + eps)
-    b = torch.zeros_like(mean) if bias is None else bias
-    return weight * s.view(_bn_scale_shape(weight)), beta + b * s
+def lr_vh_transposed(weight, rank):                              # treats Vh as V
+    U, S, Vh = _svd(weight)
+    return S[:rank, None] * Vh.T[:rank], U[:, :rank]
 
 
-def fb_forgets_beta(weight, bias, gamma, beta, mean, var, eps=1e-5):
-    s = gamma / torch.sqrt(var + eps)
-    b = torch.zeros_like(mean) if bias is None else bias
-    return weight * s.view(_bn_scale_shape(weight)), (b - mean) * s
+def lr_swapped(weight, rank):                                    # returns (second, first)
+    U, S, Vh = _svd(weight)
+    return U[:, :rank] * S[:rank], Vh[:rank]
 
 
-def fb_bias_unscaled(weight, bias, gamma, beta, mean, var, eps=1e-5):  # b + beta − mean·s
-    s = gamma / torch.sqrt(var + eps)
-    b = torch.zeros_like(mean) if bias is None else bias
-    return weight * s.view(_bn_scale_shape(weight)), beta + b - mean * s
+def lr_off_by_one(weight, rank):                                 # rank + 1 directions
+    U, S, Vh = _svd(weight)
+    return S[:rank + 1, None] * Vh[:rank + 1], U[:, :rank + 1]
 
 
-def fb_input_channels(weight, bias, gamma, beta, mean, var, eps=1e-5):  # `scale[:, None]`: right for a Linear only
-    s = gamma / torch.sqrt(var + eps)
-    b = torch.zeros_like(mean) if bias is None else bias
-    return weight * s[:, None], beta + (b - mean) * s
+def lr_sigma_twice(weight, rank):                                # S in both factors instead of √S
+    U, S, Vh = _svd(weight)
+    return S[:rank, None] * Vh[:rank], U[:, :rank] * S[:rank]
 
 
 # --- chapter 05: dense_to_csr
@@ -420,15 +414,15 @@ def pc_variance(correct_a, correct_b):
 
 
 WRONG_LATE = {
-    "fold_batchnorm_params": [fb_no_eps, fb_variance, fb_forgets_mean, fb_forgets_beta, fb_bias_unscaled,
-                              fb_input_channels],
+    "low_rank_factors": [lr_no_singular_values, lr_smallest, lr_vh_transposed, lr_swapped, lr_off_by_one,
+                         lr_sigma_twice],
     "dense_to_csr": [csr_keeps_zeros, csr_no_leading_zero, csr_counts, csr_column_major, csr_row_indices,
                      csr_float_indices],
     "paired_comparison": [pc_unpaired, pc_no_sqrt_n, pc_population_std, pc_b_minus_a, pc_variance],
 }
 HINT_WORDS_LATE = {
-    "fb_no_eps": ["eps"], "fb_variance": ["standard deviation"], "fb_forgets_mean": ["mean"],
-    "fb_forgets_beta": ["beta"], "fb_bias_unscaled": ["scaled too"], "fb_input_channels": [],
+    "lr_no_singular_values": ["singular values are missing"], "lr_smallest": ["largest"],
+    "lr_vh_transposed": ["vh"], "lr_swapped": ["swapped"], "lr_off_by_one": ["exactly `rank`"], "lr_sigma_twice": [],
     "csr_keeps_zeros": ["only the nonzeros"], "csr_no_leading_zero": ["m + 1"], "csr_counts": ["cumulative"],
     "csr_column_major": ["row by row"], "csr_row_indices": ["column index"], "csr_float_indices": ["integer"],
     "pc_unpaired": ["same images"], "pc_no_sqrt_n": ["sqrt(n)"], "pc_population_std": ["n − 1"],

@@ -429,6 +429,13 @@ def check_low_rank_factors(fn: Callable, strict: bool | None = None) -> CheckRes
             m, n = w.shape
             for what, t, shape in (("first", first, (rank, n)), ("second", second, (m, rank))):
                 expect(isinstance(t, torch.Tensor), f"{what} should be a torch.Tensor, got {type(t).__name__}")
+            if tuple(first.shape) == (m, rank) and tuple(second.shape) == (rank, n) and m != n:
+                expect(False, f"first has shape {tuple(first.shape)} and second {tuple(second.shape)}",
+                       "swapped: first is the layer applied first, Linear(n, rank), weight (rank, n) = √S_r·Vh[:r]")
+            if tuple(first.shape) == (rank, m) and m != n:
+                expect(False, f"first has shape {tuple(first.shape)}, expected {(rank, n)}",
+                       "torch.linalg.svd returns Vh (already transposed): take its first rows Vh[:r], not Vh.T[:r]")
+            for what, t, shape in (("first", first, (rank, n)), ("second", second, (m, rank))):
                 hint = None
                 if tuple(t.shape) == (shape[1], shape[0]):
                     hint = ("first is the weight of Linear(n, rank): shape (rank, n); second of Linear(rank, m): "
@@ -444,13 +451,12 @@ def check_low_rank_factors(fn: Callable, strict: bool | None = None) -> CheckRes
                 hint = "the singular values are missing: W ≈ U_r·diag(S_r)·Vh_r (put S or √S into the factors)"
             elif torch.allclose(product, (U[:, -rank:] * S[-rank:]) @ Vh[-rank:], atol=1e-4):
                 hint = "keep the LARGEST singular values (torch.linalg.svd sorts them in descending order: [:rank])"
-            elif torch.allclose(product, (U[:, :rank] * S[:rank]) @ Vh.T[:rank].T[:, :n] if False else product * 0 + 1e9):
-                hint = None
+            elif Vh.shape[0] == n and torch.allclose(product, (U[:, :rank] * S[:rank]) @ Vh.T[:rank], atol=1e-4):
+                hint = "torch.linalg.svd returns Vh (already transposed): take its first rows Vh[:r], not Vh.T[:r]"
             scale = float(w.abs().max())
             expect(torch.allclose(product, want, atol=1e-4 * scale, rtol=1e-4),
                    f"second @ first differs from the best rank-{rank} approximation by "
-                   f"{float((product - want).abs().max()):.3g} (largest entry)", hint or
-                   "torch.linalg.svd returns U, S, Vh with W = U·diag(S)·Vh: use Vh's rows, not its columns")
+                   f"{float((product - want).abs().max()):.3g} (largest entry)", hint)
         return Case(label, run)
 
     def cases():
