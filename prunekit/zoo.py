@@ -432,6 +432,9 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown_table())
         print()
         print(pruned_table())
+        print()
+        from .zoo_language import markdown_table as language_table
+        print(language_table())
     else:
         for name in MODEL_NAMES:
             try:

@@ -50,6 +50,19 @@ def checkpoint_record(name: str = "chargpt") -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["info"]
 
 
+def markdown_table(names: tuple[str, ...] = ("chargpt",)) -> str:
+    """The README's language-model table, read from each checkpoint's own record (``python -m prunekit.zoo table``)."""
+    rows = ["| language model | data | parameters | validation loss (nats/char) | perplexity | target | trained |",
+            "|---|---|---|---|---|---|---|"]
+    for name in names:
+        info = checkpoint_record(name)
+        recipe = info["recipe"]
+        rows.append(f"| `{name}` | {recipe['dataset']} | {info['parameters']:,} | {info['val_loss']:.4f} | "
+                    f"{info['val_perplexity']:.2f} | <= {info['target_val_loss']:.2f} | {recipe['steps']:,} steps, "
+                    f"{info['train_seconds']:.0f} s on {info['device_name']} ({info['precision']}) |")
+    return "\n".join(rows)
+
+
 def train_chargpt(steps: int | None = None, device=None, quiet: bool = False,
                   checkpoint_dir: str | Path | None = None) -> dict:
     """Train CharGPT with :data:`RECIPE` (``steps`` overrides its number of steps), save, return the record."""

@@ -436,3 +436,13 @@ def test_readme_shows_the_pruned_checkpoints_own_record():
 
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     assert markdown_table() in readme, "README's pruned-model table is stale: paste `python -m prunekit.zoo table`"
+
+
+def test_readme_shows_the_language_models_own_record():
+    from pathlib import Path
+
+    from prunekit.zoo_language import markdown_table
+    table = markdown_table()
+    assert "`chargpt`" in table and "1.46" in table
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert table in readme, "README's language-model table is stale: paste `python -m prunekit.zoo table`"
