@@ -164,7 +164,10 @@ class Sandbox:
                 "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--new-session", *_user_args()]
         hidden = [ROOT / "solutions", ROOT / "prunekit" / "checks", ROOT / "tests", ROOT / ".git",
                   Path.home(), *self.hide]
-        needed = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), ROOT / "prunekit"]
+        needed = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), (ROOT / "prunekit").resolve()]
+        for path in needed:  # a checkout or environment under /tmp (a CI clone) must stay visible, read-only
+            if Path("/tmp") in path.parents:
+                args += ["--ro-bind", str(path), str(path)]
         for path in hidden:
             path = path.resolve()
             if path.is_dir() and path != Path("/") and not any(n == path or path in n.parents for n in needed):
