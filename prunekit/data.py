@@ -345,12 +345,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)  # warn once per process and file, not at every load
+def _warn_if_unofficial_text(path: Path, digest: str) -> None:
+    warnings.warn(f"{path} has SHA-256 {digest}, not the official {SHAKESPEARE_SHA256}: using it "
+                  "anyway (perplexities may differ from the course's).", stacklevel=4)
+
+
 def _shakespeare(split: str, block_size: int, root, download: bool) -> CharDataset:
     """Tiny Shakespeare as nanoGPT's shakespeare_char: first 90 % of the characters train, last 10 % validate."""
     path = find_or_download(SHAKESPEARE_FILE, "Tiny Shakespeare", root, download)
-    if _sha256(path) != SHAKESPEARE_SHA256:  # a local copy is used as found, like CIFAR's archive
-        warnings.warn(f"{path} has SHA-256 {_sha256(path)}, not the official {SHAKESPEARE_SHA256}: using it "
-                      "anyway (perplexities may differ from the course's).", stacklevel=3)
+    digest = _sha256(path)
+    if digest != SHAKESPEARE_SHA256:  # a local copy is used as found, like CIFAR's archive
+        _warn_if_unofficial_text(path, digest)
     text = path.read_text(encoding="utf-8")
     vocab = "".join(sorted(set(text)))  # 65 characters; ids follow their Unicode order
     index = {c: i for i, c in enumerate(vocab)}

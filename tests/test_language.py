@@ -239,3 +239,17 @@ def test_shipped_chargpt_meets_its_target_and_its_record(data_root):
     assert not model.training
     measured = mean_loss(model, load_dataset("tinyshakespeare", "val"), batch_size=64)
     assert abs(measured - info["val_loss"]) < 2e-4          # what is shipped is what was recorded
+
+
+def test_a_modified_text_file_warns_once_per_process(tmp_path):
+    import warnings
+
+    folder = tmp_path / "tinyshakespeare"
+    folder.mkdir()
+    (folder / "input.txt").write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 50)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for split in ("train", "val", "train"):
+            load_dataset("tinyshakespeare", split, block_size=16, root=tmp_path)
+    messages = [str(w.message) for w in caught if "SHA-256" in str(w.message)]
+    assert len(messages) == 1, messages
