@@ -144,10 +144,15 @@ def test_per_batch_signs_do_not_cancel():
     assert torch.allclose(taylor, torch.tensor([[4.0, 16.0]]))       # (1·2)², (2·2)²
 
 
-def test_fisher_matches_manual_loop_on_two_layer_net():
+def _two_layer_net_and_batches() -> tuple[nn.Module, list]:
+    """A seeded 3-4-2 network and three batches of five samples, for the manual-loop comparisons."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    batches = [(torch.randn(5, 3), torch.randint(0, 2, (5,))) for _ in range(3)]
+    return model, [(torch.randn(5, 3), torch.randint(0, 2, (5,))) for _ in range(3)]
+
+
+def test_fisher_matches_manual_loop_on_two_layer_net():
+    model, batches = _two_layer_net_and_batches()
     expected = {"0.weight": torch.zeros(4, 3), "2.weight": torch.zeros(2, 4)}
     for x, y in batches:
         model.zero_grad()
@@ -245,9 +250,7 @@ def test_prune_global_with_taylor_scores():
 
 
 def test_taylor_per_batch_matches_manual_loop_on_two_layer_net():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    batches = [(torch.randn(5, 3), torch.randint(0, 2, (5,))) for _ in range(3)]
+    model, batches = _two_layer_net_and_batches()
     expected = {"0.weight": torch.zeros(4, 3), "2.weight": torch.zeros(2, 4)}
     for x, y in batches:
         model.zero_grad()

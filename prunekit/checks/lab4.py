@@ -744,10 +744,16 @@ _IMP_HINT = ("work on a copy; keep θ0 = a copy of its state_dict (or θ_k, capt
              "train_round(...); record masks, start state, trained state and train_round's result")
 
 
-def _imp_model(seed: int) -> nn.Module:
+def _small_mlp(seed: int, hidden: tuple[int, int], first_relu: str = "relu1") -> nn.Module:
+    """A seeded 10-h1-h2-3 MLP (fc1, fc2, fc3) for the capstone cases."""
     torch.manual_seed(seed)
-    return nn.Sequential(OrderedDict(fc1=nn.Linear(10, 24), relu1=nn.ReLU(), fc2=nn.Linear(24, 12), relu2=nn.ReLU(),
-                                     fc3=nn.Linear(12, 3)))
+    h1, h2 = hidden
+    return nn.Sequential(OrderedDict([("fc1", nn.Linear(10, h1)), (first_relu, nn.ReLU()), ("fc2", nn.Linear(h1, h2)),
+                                      ("relu2", nn.ReLU()), ("fc3", nn.Linear(h2, 3))]))
+
+
+def _imp_model(seed: int) -> nn.Module:
+    return _small_mlp(seed, (24, 12))
 
 
 def _imp_data(seed: int, n: int) -> torch.utils.data.TensorDataset:
@@ -920,9 +926,7 @@ _AGP_STEP_HINT = ("s = agp_sparsity(step, ...); k = round(s * total) - (number a
 
 
 def _agp_model(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(OrderedDict(fc1=nn.Linear(10, 20), relu=nn.ReLU(), fc2=nn.Linear(20, 8), relu2=nn.ReLU(),
-                                     fc3=nn.Linear(8, 3)))
+    return _small_mlp(seed, (20, 8), first_relu="relu")
 
 
 def _judge_agp_step(out, model, masks_before, weights_before, step, sched, objects, what: str) -> dict:
