@@ -29,6 +29,9 @@ the 5,000 of ``train_val_split``; every choice (the channel plan, the pruning sc
   filter L2 norm divided by their group's mean, so wide and narrow layers compete fairly) and
   ``"internal"`` (ResNet: only the channels inside residual blocks).
 
+The plans themselves live in ``prunekit.channel_plans``. A record made on a GPU also says what the recipe
+costs on a CPU, from training steps timed there (``prunekit.zoo_cpu_time``).
+
 The pruned architecture is stored as channel counts per group: ``load_pruned`` builds the dense model,
 shrinks it to those counts and loads the weights.
 
@@ -51,7 +54,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .channel_criteria import channel_norm
+from .channel_plans import channel_scores, keep_top, macs_of, plan_for_macs
 from .compression import distillation_loss
 from .data import cache_dir, load_dataset, make_loader, subset, train_val_split
 from .dependency import dependency_groups
@@ -101,10 +104,10 @@ PRUNED_RECIPES = {
     # ratio faster (measured: multiples of 8 gave 0.69-0.72, see python -m prunekit.bench_pruned).
     # Plans compared without training (BatchNorm re-estimated), then 15 epochs of distillation.
     # The two CIFAR models teach together (the mean of their logits, a better teacher than either).
-    "vgg_pruned": PrunedRecipe("vgg", "channels", epochs=15, lr=0.02, precision="bf16", label_smoothing=0.1,
+    "vgg_pruned": PrunedRecipe("vgg", "channels", epochs=60, lr=0.02, precision="bf16", label_smoothing=0.1,
                                teachers=("vgg", "resnet20"), candidates=("uniform", "global"), select_epochs=0,
                                channel_multiple=16),
-    "resnet20_pruned": PrunedRecipe("resnet20", "channels", epochs=15, lr=0.02, precision="bf16",
+    "resnet20_pruned": PrunedRecipe("resnet20", "channels", epochs=60, lr=0.02, precision="bf16",
                                     label_smoothing=0.1, teachers=("resnet20", "vgg"),
                                     candidates=("uniform", "global", "internal"), select_epochs=0,
                                     channel_multiple=4),  # 8 would halve stage 1 at once
@@ -164,79 +167,6 @@ def pruned_info(name: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["info"]
 
 
-# ----------------------------------------------------------------------------- channel plans
-def _channel_scores(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Per group, each channel's L2 filter norm summed over the group's producers (Li et al. 2017)."""
-    return {g.name: sum(channel_norm(model.get_submodule(p).weight.detach()).float() for p in g.producers)
-            for g in dependency_groups(model)}
-
-
-def _round_count(n: float, size: int, multiple: int) -> int:
-    """``n`` channels rounded to the nearest multiple of ``multiple``, within [multiple, size]."""
-    if size <= multiple:
-        return size
-    return int(min(size, max(multiple, multiple * round(n / multiple))))
-
-
-def plan_widths(scores: dict[str, torch.Tensor], plan: str, x: float, multiple: int) -> dict[str, int]:
-    """Channels each group keeps under ``plan`` at knob ``x`` (higher x = more pruned).
-
-    * ``"uniform"``: every group keeps ``(1 - x)`` of its channels;
-    * ``"global"``: a channel stays if its score / its group's mean score exceeds ``x``;
-    * ``"internal"``: only groups inside residual blocks (names with a dot) keep ``(1 - x)``.
-    """
-    widths = {}
-    for name, s in scores.items():
-        size = len(s)
-        if plan == "uniform":
-            n = size * (1 - x)
-        elif plan == "global":
-            n = float((s / s.mean().clamp_min(1e-12) > x).sum())
-        elif plan == "internal":
-            n = size * (1 - x) if "." in name else size
-        else:
-            raise ValueError(f"unknown channel plan {plan!r}: expected 'uniform', 'global' or 'internal'")
-        widths[name] = _round_count(n, size, multiple)
-    return widths
-
-
-def keep_top(scores: dict[str, torch.Tensor], widths: dict[str, int]) -> dict[str, torch.Tensor]:
-    """The ``widths[g]`` highest-scoring channels of each group, as sorted indices (ties: lower index)."""
-    return {g: torch.sort(torch.sort(scores[g], stable=True, descending=True).indices[:n]).values
-            for g, n in widths.items()}
-
-
-def macs_of(model: nn.Module, input_shape) -> int:
-    """Dense multiply-accumulates of one forward pass of one example (``prunekit.measure.count_macs``)."""
-    return count_macs(model, input_shape)["dense"]
-
-
-def plan_for_macs(dense_model: nn.Module, input_shape, plan: str, reduction: float,
-                  multiple: int) -> tuple[float, dict[str, int]]:
-    """The smallest knob ``x`` of ``plan`` (bisection) whose model has <= dense MACs / ``reduction``.
-
-    Returns ``(x, widths)``; raises ValueError if even the most pruned setting is too big.
-    """
-    scores = _channel_scores(dense_model)
-    budget = macs_of(dense_model, input_shape) / reduction
-
-    def macs_at(x: float) -> int:
-        return macs_of(pruned_architecture_like(dense_model, plan_widths(scores, plan, x, multiple)), input_shape)
-
-    lo, hi = 0.0, (float(max(s.max() / s.mean() for s in scores.values())) + 1 if plan == "global" else 1.0)
-    if macs_at(hi) > budget:
-        raise ValueError(f"plan {plan!r} cannot reach {reduction}x fewer MACs")
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if macs_at(mid) <= budget else (mid, hi)
-    return hi, plan_widths(scores, plan, hi, multiple)
-
-
-def pruned_architecture_like(model: nn.Module, widths: dict[str, int]) -> nn.Module:
-    """``model``'s architecture with ``widths`` channels per group (the first ones; for counting MACs)."""
-    return shrink(model, {name: range(n) for name, n in widths.items()})
-
-
 # ----------------------------------------------------------------------------- training pieces
 def _data(recipe: PrunedRecipe):
     dataset = "mnist" if recipe.dense in ("lenet300", "lenet5") else "cifar10"
@@ -277,6 +207,7 @@ def _fine_tune(model: nn.Module, recipe: PrunedRecipe, train_set, val_set, teach
     steps_per_epoch = _steps_per_epoch(recipe, train_set)
     total_steps = max(1, round(epochs * steps_per_epoch))
     whole_epochs = math.ceil(total_steps / steps_per_epoch)
+    model.to(device)  # before the optimizer: a resumed optimizer state then lands on the model's device
     optimizer = make_optimizer(model, "sgd", lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler = make_scheduler(optimizer, "cosine", whole_epochs)
     loss_fn = _distill_fn(recipe, teachers)
@@ -307,10 +238,13 @@ def _fine_tune(model: nn.Module, recipe: PrunedRecipe, train_set, val_set, teach
               f"val {record['val_acc']:.4f} ({seconds:.0f} s)", flush=True)
         if progress is not None:
             progress.parent.mkdir(parents=True, exist_ok=True)
+            # written aside, then renamed: a run killed while saving keeps the previous epoch's file
+            partial = progress.with_suffix(".partial")
             torch.save({**(extra or {}), "model": model.state_dict(), "masks": get_masks(model),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history,
-                        "seconds": seconds}, progress)
+                        "seconds": seconds}, partial)
+            partial.replace(progress)
     return history
 
 
@@ -329,7 +263,7 @@ def _prepare(model: nn.Module, dataset: str) -> nn.Module:
 def _select_channels(recipe: PrunedRecipe, dense_model, train_set, val_set, teachers, device, quiet) -> dict:
     """Try each candidate plan (bisection to the MAC budget, short fine-tuning); the best on validation wins."""
     shape = INPUT_SHAPES[recipe.dense]
-    scores = _channel_scores(dense_model)
+    scores = channel_scores(dense_model)
     trials = []
     for plan in recipe.candidates:
         x, widths = plan_for_macs(dense_model, shape, plan, recipe.mac_reduction, recipe.channel_multiple)
@@ -399,7 +333,7 @@ def train_pruned(name: str, device=None, resume: bool = False, quiet: bool = Fal
     select_seconds = state["select_seconds"] if state is not None else time.perf_counter() - t0
     torch.manual_seed(recipe.seed)
     if recipe.kind == "channels":
-        model = shrink(dense_model, keep_top(_channel_scores(dense_model), choice["widths"]))
+        model = shrink(dense_model, keep_top(channel_scores(dense_model), choice["widths"]))
         scope = None
     else:
         model, scope = copy.deepcopy(dense_model), choice["chosen"]
@@ -419,6 +353,9 @@ def train_pruned(name: str, device=None, resume: bool = False, quiet: bool = Fal
     info = _record(name, recipe, choice, model, history, dense=checkpoint_info(recipe.dense),
                    test_set=load_dataset(dataset, "test"), device=device,
                    seconds=sum(r["seconds"] for r in history), select_seconds=select_seconds)
+    if torch.device(device).type != "cpu":  # trained elsewhere: say what the same recipe costs on a CPU
+        from .zoo_cpu_time import cpu_training_estimate
+        info["cpu_time_estimate"] = cpu_training_estimate(name, info["widths"])
     save_pruned(name, model.state_dict(), info)
     print(f"saved {pruned_path(name)}: test accuracy {info['test_accuracy']:.4f} "
           f"(dense {info['dense_reference']['test_accuracy']:.4f}); within bound: {info['meets_bound']}")

@@ -1,4 +1,6 @@
 """Every shipped checkpoint is evaluated on the real test set and matches its recorded accuracy."""
+import math
+
 import pytest
 import torch
 
@@ -373,12 +375,13 @@ def test_channel_plans_reach_the_mac_budget_in_kernel_friendly_widths():
     from prunekit.measure import count_macs
     from prunekit.models import build_model
     from prunekit.surgery import shrink
-    from prunekit.zoo_pruned import _channel_scores, keep_top, plan_for_macs, pruned_architecture
+    from prunekit.channel_plans import channel_scores, keep_top, plan_for_macs
+    from prunekit.zoo_pruned import pruned_architecture
 
     torch.manual_seed(0)
     dense = build_model("vgg")
     dense_macs = count_macs(dense, (3, 32, 32))["dense"]
-    scores = _channel_scores(dense)
+    scores = channel_scores(dense)
     for plan in ("uniform", "global"):
         x, widths = plan_for_macs(dense, (3, 32, 32), plan, 2.0, 16)
         assert all(n % 16 == 0 for n in widths.values()), widths
@@ -446,3 +449,21 @@ def test_readme_shows_the_language_models_own_record():
     assert "`chargpt`" in table and "1.46" in table
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     assert table in readme, "README's language-model table is stale: paste `python -m prunekit.zoo table`"
+
+
+def test_cpu_training_estimate_scales_timed_steps_and_records_fit_two_hours(data_root):
+    """The CPU cost recorded with a GPU-trained checkpoint comes from timed steps, and stays under 2 h."""
+    from prunekit.zoo_cpu_time import cpu_training_estimate
+
+    threads = torch.get_num_threads()
+    estimate = cpu_training_estimate("vgg_pruned", checkpoint_info("vgg_pruned")["widths"], threads=1, steps=1)
+    assert torch.get_num_threads() == threads  # the caller's thread count is restored
+    assert estimate["threads"] == 1 and estimate["seconds_per_step"] > 0 and estimate["validation_seconds"] > 0
+    steps_per_epoch = math.ceil(45000 / PRUNED_RECIPES["vgg_pruned"].batch_size)
+    expected = estimate["epochs"] * (steps_per_epoch * estimate["seconds_per_step"] + estimate["validation_seconds"])
+    assert estimate["minutes"] == pytest.approx(expected / 60, rel=0.05)
+    for name in ("vgg_pruned", "resnet20_pruned"):
+        recorded = checkpoint_info(name)
+        if "cuda" in recorded["device"]:
+            assert recorded["cpu_time_estimate"]["threads"] == 2
+            assert recorded["cpu_time_estimate"]["minutes"] <= 120, f"{name}'s recipe needs over 2 h on 2 cores"
