@@ -162,3 +162,52 @@ def test_solution_notebooks_follow_conventions():
         assert len(ids) == len(set(ids)), f"{path.name}: duplicate nbgrader grade_id"
         tags = [t for c in nb["cells"] for t in c.get("metadata", {}).get("tags", [])]
         assert tags.count("parameters") == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+
+
+def test_linked_images_travel_inside_the_lab(tmp_path):
+    """A lab handed out alone still shows the reference figures, and does not point into solutions/."""
+    import base64
+
+    solutions, labs = tmp_path / "solutions", tmp_path / "labs"
+    (solutions / "figures").mkdir(parents=True)
+    png = b"\x89PNG\r\n\x1a\n fake image bytes"
+    (solutions / "figures" / "fig_full.png").write_bytes(png)
+    notebook = _tiny_notebook()
+    notebook["cells"].append({"cell_type": "markdown", "id": "fig", "metadata": {},
+                              "source": "![Figure 1 in full mode](figures/fig_full.png)\n"
+                                        "![web](https://example.org/a.png) ![kept](attachment:old.png)\n",
+                              "attachments": {"old.png": {"image/png": "AAAA"}}})
+    (solutions / "02_tiny.ipynb").write_text(json.dumps(notebook))
+    assert release.main(["--solutions", str(solutions), "--labs", str(labs)]) == 0
+    cell = json.loads((labs / "02_tiny.ipynb").read_text())["cells"][-1]
+    source = "".join(cell["source"])
+    assert "![Figure 1 in full mode](attachment:fig_full.png)" in source and "figures/" not in source
+    assert "(https://example.org/a.png)" in source and "(attachment:old.png)" in source
+    assert base64.b64decode(cell["attachments"]["fig_full.png"]["image/png"]) == png
+    assert cell["attachments"]["old.png"] == {"image/png": "AAAA"}
+    nbformat.validate(nbformat.reads((labs / "02_tiny.ipynb").read_text(), as_version=4))
+    # a link to a file that is not there stops the release, naming the cell
+    notebook["cells"][-1]["source"] = "![gone](figures/missing.png)\n"
+    (solutions / "02_tiny.ipynb").write_text(json.dumps(notebook))
+    with pytest.raises(release.ReleaseError, match="cell 4: the image figures/missing.png"):
+        release.lab_text(solutions / "02_tiny.ipynb")
+
+
+@pytest.mark.parametrize("folder", ["course", "solutions", "labs"])
+def test_every_image_link_in_the_notebooks_resolves(folder):
+    """Each Markdown image link points at a file beside the notebook or at an attachment of its cell."""
+    import re
+
+    broken = []
+    for path in sorted((ROOT / folder).glob("*.ipynb")):
+        for index, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] != "markdown":
+                continue
+            for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", "".join(cell["source"])):
+                if target.startswith("attachment:"):
+                    ok = target.split(":", 1)[1] in cell.get("attachments", {})
+                else:
+                    ok = target.startswith(("http://", "https://")) or (path.parent / target).is_file()
+                if not ok:
+                    broken.append(f"{path.name}, cell {index}: {target}")
+    assert not broken, broken

@@ -13,6 +13,9 @@ One source: a solution notebook follows nbgrader's conventions, and this module 
   exercise's code may not use (its ``reference_*``, ``prunekit.checks``, the library's own version; see
   :mod:`prunekit.checks.provenance`), so learners and teachers see the rule the grader applies;
 * outputs, execution counts and execution metadata are cleared;
+* images that Markdown cells link from the solutions' folder (the full-mode reference figures in
+  ``solutions/figures/``) are embedded as cell attachments, so a lab handed out alone shows them and does
+  not point into ``solutions/``; a link to a missing file is an error;
 * the file is written deterministically (nbformat 4, sorted keys, one-space indent, source split into
   lines, trailing newline): the same solution always gives a byte-identical lab.
 
@@ -34,8 +37,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import json
+import mimetypes
 import re
 import sys
 from pathlib import Path
@@ -56,6 +61,7 @@ _NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 _EXERCISE = re.compile(r"Exercise\s+(\d+(?:\.\d+)*)")
 _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+([A-Za-z_]\w*)\s*\(")
 _CHECK_CALL = re.compile(r"\bcheck_\w+\(\s*([A-Za-z_]\w*)\s*[,)]")
+_IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 
 
 class ReleaseError(ValueError):
@@ -145,8 +151,36 @@ def release_cell(cell: dict, where: str = "cell") -> dict:
     return new
 
 
-def release_notebook(notebook: dict, name: str = "notebook") -> dict:
-    """The learner's version of a solution notebook (a new dict, nbformat 4)."""
+def embed_images(cell: dict, folder: Path, where: str = "cell") -> dict:
+    """``cell`` (a Markdown cell, changed in place) with its local image links turned into attachments.
+
+    ``![alt](figures/x.png)`` becomes ``![alt](attachment:x.png)`` with the file's bytes (base64) in
+    ``cell["attachments"]``; web links, data URLs and existing attachments are left alone.
+    """
+    attachments = cell.get("attachments") or {}
+
+    def attach(match: re.Match) -> str:
+        alt, target = match.groups()
+        if re.match(r"^(?:[a-z]+:|/|#)", target):  # http:, data:, attachment:, absolute or anchor
+            return match.group(0)
+        path = folder / target
+        if not path.is_file():
+            raise ReleaseError(f"{where}: the image {target} is not in {folder}")
+        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        attachments[path.name] = {mime: base64.b64encode(path.read_bytes()).decode("ascii")}
+        return f"![{alt}](attachment:{path.name})"
+
+    cell["source"] = _IMAGE_LINK.sub(attach, _source(cell))
+    if attachments:
+        cell["attachments"] = attachments
+    return cell
+
+
+def release_notebook(notebook: dict, name: str = "notebook", folder: Path | None = None) -> dict:
+    """The learner's version of a solution notebook (a new dict, nbformat 4).
+
+    ``folder`` is where the solution lives: its linked images are embedded (``embed_images``).
+    """
     if notebook.get("nbformat") != 4:
         raise ReleaseError(f"{name}: expected an nbformat 4 notebook, got nbformat {notebook.get('nbformat')}")
     cells = []
@@ -154,7 +188,10 @@ def release_notebook(notebook: dict, name: str = "notebook") -> dict:
         tags = cell.get("metadata", {}).get("tags", [])
         if SOLUTION_ONLY_TAG in tags:
             continue
-        cells.append(release_cell(cell, where=f"{name}, cell {index}"))
+        released = release_cell(cell, where=f"{name}, cell {index}")
+        if folder is not None and released.get("cell_type") == "markdown":
+            embed_images(released, folder, where=f"{name}, cell {index}")
+        cells.append(released)
     metadata = copy.deepcopy(notebook.get("metadata", {}))
     for key in VOLATILE_NOTEBOOK_METADATA:
         metadata.pop(key, None)
@@ -181,7 +218,7 @@ def dumps(notebook: dict) -> str:
 def lab_text(solution_path: Path) -> str:
     """The exact text of the lab generated from one solution notebook file."""
     notebook = json.loads(Path(solution_path).read_text(encoding="utf-8"))
-    return dumps(release_notebook(notebook, name=Path(solution_path).name))
+    return dumps(release_notebook(notebook, name=Path(solution_path).name, folder=Path(solution_path).parent))
 
 
 def solution_files(solutions: Path, names: Iterable[str] | None = None) -> list[Path]:
