@@ -3,7 +3,8 @@
 One idea per module; read them in this order:
 
 ==============================  ==============================================================
-``prunekit.data``               MNIST / CIFAR-10 / Tiny Shakespeare from local files first (offline)
+``prunekit.data``               MNIST / CIFAR-10 / Tiny Shakespeare as Datasets; splits and loaders
+``prunekit.datasets``           their files: found locally first (offline), one reader per dataset
 ``prunekit.models``             LeNet-300-100, LeNet-5, a small VGG, ResNet-20
 ``prunekit.train``              train / evaluate / fine_tune, seeding, device choice, weight averaging
 ``prunekit.zoo``                pretrained checkpoints shipped with the course
@@ -18,6 +19,9 @@ One idea per module; read them in this order:
 ``prunekit.lottery``            lottery tickets with rewinding, and their controls
 ``prunekit.regularizers``       L1, group lasso, BN-γ L1 (network slimming), proximal steps
 ``prunekit.sensitivity``        per-layer sensitivity scans; uniform / ERK / tolerance allocations
+``prunekit.channel_plans``      channels kept per dependency group, set to a MAC budget
+``prunekit.zoo_pruned``         the zoo's pruned checkpoints (95 % sparse LeNets, smaller CIFAR nets)
+``prunekit.zoo_cpu_time``       what a GPU-made zoo recipe costs on a CPU, from timed steps
 ``prunekit.measure``            map of: counting (parameters, nonzeros, MACs), sizes (bytes on
                                 disk), latency (seconds per batch)
 ``prunekit.compression``        map of: quantization (symmetric/affine, BN folding), sharing
@@ -30,6 +34,7 @@ One idea per module; read them in this order:
 ``prunekit.plots``              the course's figures
 ``prunekit.widgets``            ipywidgets explorers (sparsity, schedules, masks)
 ``prunekit.bench``              ``python -m prunekit.bench``: speed of pruning and of pruned models
+``prunekit.bench_pruned``       ``python -m prunekit.bench_pruned``: a pruned model's speed-up vs its MACs
 ``prunekit.notebook``           fast/full mode, seeding and timing helpers for the notebooks
 ``prunekit.checks``             the labs' automatic checks and reference implementations
 ``prunekit.release``            ``python -m prunekit.release``: labs/ generated from solutions/

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from prunekit import data
+from prunekit.datasets import files
 from prunekit.data import DatasetNotFoundError, load_dataset, make_loader, subset, train_val_split
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -68,7 +69,7 @@ def test_failed_download_gives_the_same_clear_error(tmp_path, isolated_cache, mo
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(files.urllib.request, "urlopen", offline)   # what the download would call
     root = tmp_path / "root"
     root.mkdir()
     with pytest.raises(DatasetNotFoundError, match="Downloading failed too") as err:
