@@ -129,6 +129,21 @@ def test_bf16_mixed_precision_learns_keeps_fp32_weights_and_rejects_bad_names(da
         train(model, test, epochs=1, quiet=True, precision="fp16 please")
 
 
+def test_bf16_without_hardware_support_warns_that_it_is_emulated(monkeypatch, data_root):
+    import warnings
+
+    model, data = build_model("lenet300"), subset(load_dataset("mnist", "train"), 256)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    with pytest.warns(UserWarning, match="emulated"):
+        train(model, data, epochs=1, quiet=True, precision="bf16", device="cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # hardware bf16 and fp32: nothing to say
+        train(model, data, epochs=1, quiet=True, precision="bf16", device="cpu")
+        train(model, data, epochs=1, quiet=True, precision="fp32", device="cpu")
+
+
 def test_auto_precision_is_a_valid_choice(monkeypatch):
     assert fast_precision("cpu") in ("bf16", "fp32")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
