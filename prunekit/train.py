@@ -178,8 +178,9 @@ def _autocast(device: torch.device, precision: str):
         if fast_precision(device) != "bf16":
             # Measured on a 2-core AVX2 CPU: one training step of the pruned ResNet-20 took 5.2 s in bf16
             # and 0.5 s in fp32. A recipe recorded on other hardware may ask for bf16; say so once.
-            warnings.warn(f"bf16 has no hardware support on this {device.type} (no AMX or AVX512-BF16): it is "
-                          "emulated and about 10x slower than fp32. Use precision='auto' (or 'fp32') unless "
+            missing = "no AMX or AVX512-BF16" if device.type == "cpu" else "torch reports no bf16 support"
+            warnings.warn(f"bf16 has no hardware support on this {device.type} ({missing}): it is emulated and "
+                          "much slower than fp32 (about 10x on a CPU). Use precision='auto' (or 'fp32') unless "
                           "you need the bf16 numbers exactly.", UserWarning, stacklevel=3)
         return torch.autocast(device.type, dtype=torch.bfloat16)
     raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
