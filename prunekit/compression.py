@@ -40,12 +40,11 @@ import torch  # noqa: F401  (for the example above)
 from .distillation import distill, distillation_loss, predict_logits
 from .encoding import (canonical_codes, compressed_breakdown, decode_compressed, encode_compressed,
                        huffman_code_lengths, pack_codes, positions_from_gaps, relative_indices, unpack_codes)
-from .quantization import (SCHEMES, _channel_view, activation_ranges, dequantize_affine, dequantize_linear,  # noqa: F401
-                           fake_quantize, fold_batchnorm, fold_batchnorms, quantize_activations,
-                           quantize_affine, quantize_linear, quantize_weights, transform_weights)
+from .quantization import (SCHEMES, activation_ranges, dequantize_affine, dequantize_linear, fake_quantize,
+                           fold_batchnorm, fold_batchnorms, quantize_activations, quantize_affine, quantize_linear,
+                           quantize_weights, transform_weights)
 from .sharing import TieToClusters, kmeans_share, share_model, shared_weight
 
-# _channel_view is re-exported for prunekit.checks.lab6, which used it from here.
 __all__ = [
     "quantize_linear", "dequantize_linear", "quantize_affine", "dequantize_affine", "fake_quantize",
     "transform_weights", "quantize_weights", "fold_batchnorm", "fold_batchnorms", "activation_ranges",

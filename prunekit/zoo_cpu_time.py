@@ -17,7 +17,7 @@ import time
 import torch
 
 from .models import build_model
-from .train import evaluate, make_optimizer, train
+from .train import evaluate, fast_precision, make_optimizer, train
 from .zoo_pruned import (PRUNED_RECIPES, _data, _distill_fn, _prepare, _steps_per_epoch, pruned_architecture,
                          pruned_path)
 
@@ -28,7 +28,10 @@ def cpu_training_estimate(name: str, widths: dict[str, int] | None = None, threa
 
     Times ``steps`` training steps after one warm-up step, and one evaluation of the validation split;
     ``widths`` is the channel plan of a channel-pruned model (``None``: the dense architecture).
-    Returns ``{"threads", "seconds_per_step", "validation_seconds", "epochs", "minutes", "load", "how"}``.
+    Returns ``{"threads", "seconds_per_step", "validation_seconds", "epochs", "minutes", "load", "precision",
+    "cpu", "bf16_hardware", "how"}``: the estimate holds only for CPUs like this one, so it says which
+    instruction set torch used (``"cpu"``, e.g. ``"AVX2"``) and whether bfloat16 ran on hardware. Without
+    that hardware a bf16 recipe is emulated and about 10x slower (see ``prunekit.train.fast_precision``).
     """
     pruned_path(name)  # checks the name
     recipe = PRUNED_RECIPES[name]
@@ -61,7 +64,8 @@ def cpu_training_estimate(name: str, widths: dict[str, int] | None = None, threa
     epoch = _steps_per_epoch(recipe, train_set) * per_step + validation
     return {"threads": threads, "seconds_per_step": round(per_step, 4), "validation_seconds": round(validation, 1),
             "epochs": recipe.epochs, "minutes": round(recipe.epochs * epoch / 60, 1),
-            "load": round(os.getloadavg()[0], 2),
+            "load": round(os.getloadavg()[0], 2), "precision": recipe.precision,
+            "cpu": torch.backends.cpu.get_cpu_capability(), "bf16_hardware": fast_precision("cpu") == "bf16",
             "how": f"{steps} training steps of {recipe.batch_size} images (after one warm-up step) and one "
                    f"validation pass timed on this CPU with {threads} threads, scaled to {recipe.epochs} epochs "
                    "(an estimate from timed steps, not a whole CPU run; the channel choice adds a minute)"}

@@ -8,6 +8,7 @@ from torch import nn
 
 from checks_helpers import rejected
 from prunekit.checks import lab2
+from prunekit.checks.references.lab2 import _group_prox
 from prunekit.surgery import remove_neurons as library_remove_neurons
 
 
@@ -418,7 +419,7 @@ def prox_subgradient(model, x, y, lam, lr, steps):   # the penalty in the loss: 
 
 
 def prox_threshold_lam(model, x, y, lam, lr, steps):  # forgets the step size in the threshold
-    return _plain_steps(model, x, y, lr, steps, prox=lambda l: lab2._group_prox(l, lam))
+    return _plain_steps(model, x, y, lr, steps, prox=lambda l: _group_prox(l, lam))
 
 
 def prox_all_layers(model, x, y, lam, lr, steps):
@@ -435,7 +436,7 @@ def prox_every_linear(model, x, y, lam, lr, steps):
             for p in model.parameters():
                 p -= lr * p.grad
         for layer in linears:                       # the output layer too
-            lab2._group_prox(layer, lr * lam)
+            _group_prox(layer, lr * lam)
     return model
 
 
@@ -458,7 +459,7 @@ def prox_columns(model, x, y, lam, lr, steps):
 
 
 def prox_before_gradient(model, x, y, lam, lr, steps):
-    return _plain_steps(model, x, y, lr, steps, prox=lambda l: lab2._group_prox(l, lr * lam), order="prox-then-grad")
+    return _plain_steps(model, x, y, lr, steps, prox=lambda l: _group_prox(l, lr * lam), order="prox-then-grad")
 
 
 def prox_momentum(model, x, y, lam, lr, steps):
@@ -469,7 +470,7 @@ def prox_momentum(model, x, y, lam, lr, steps):
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
         for layer in hidden:
-            lab2._group_prox(layer, lr * lam)
+            _group_prox(layer, lr * lam)
     return model
 
 

@@ -483,7 +483,7 @@ def _dec(encoded, start=-1, write_fillers=False, reshape=True, dtype=torch.float
         if plain_codes:                                  # codes = symbol index in a fixed width: not canonical
             width = max(lengths)
             return [int(bits[i:i + width], 2) for i in range(0, len(bits), width)]
-        return checks.lab6._read_codes(bits, lengths)
+        return checks.references.lab6._read_codes(bits, lengths)
     symbols, gaps = read(encoded["symbols"], encoded["symbol_lengths"]), read(encoded["gaps"], encoded["gap_lengths"])
     flat = torch.zeros(math.prod(encoded["shape"]), dtype=dtype)
     position = start

@@ -122,6 +122,11 @@ def test_provenance_catches_references_checks_and_declared_library_functions():
         "from prunekit import masks\nmm = masks.topk_mask\ndef magnitude_mask(w, s):\n    return mm(w.abs(), s)\n":
             "prunekit.masks.topk_mask",
         "def magnitude_mask(w, s):\n    return getattr(__import__('prunekit'), 'reference_x')(w)\n": "reference_x",
+        # the answers' own modules, under any alias
+        "from prunekit.checks.references import lab1 as notes\n"
+        "def magnitude_mask(w, s):\n    return notes.reference_magnitude_mask(w, s)\n": "reference_magnitude_mask",
+        "from prunekit.checks.references.lab1 import reference_magnitude_mask as mine\n"
+        "def magnitude_mask(w, s):\n    return mine(w, s)\n": "reference_magnitude_mask",
     }
     for source, expected in cases.items():
         found = violations([source], "magnitude_mask", forbidden)

@@ -6,7 +6,7 @@ import torch
 
 from prunekit.data import load_dataset
 from prunekit.models import MODEL_NAMES
-from prunekit.train import evaluate
+from prunekit.train import evaluate, fast_precision
 from prunekit.zoo import TARGETS, checkpoint_info, checkpoint_path, load_pretrained
 
 
@@ -462,6 +462,10 @@ def test_cpu_training_estimate_scales_timed_steps_and_records_fit_two_hours(data
     steps_per_epoch = math.ceil(45000 / PRUNED_RECIPES["vgg_pruned"].batch_size)
     expected = estimate["epochs"] * (steps_per_epoch * estimate["seconds_per_step"] + estimate["validation_seconds"])
     assert estimate["minutes"] == pytest.approx(expected / 60, rel=0.05)
+    # what the timing depends on travels with it: the precision, the instruction set, bf16 in hardware or not
+    assert estimate["precision"] == PRUNED_RECIPES["vgg_pruned"].precision
+    assert estimate["cpu"] == torch.backends.cpu.get_cpu_capability()
+    assert estimate["bf16_hardware"] == (fast_precision("cpu") == "bf16")
     for name in ("vgg_pruned", "resnet20_pruned"):
         recorded = checkpoint_info(name)
         if "cuda" in recorded["device"]:

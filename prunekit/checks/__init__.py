@@ -8,7 +8,7 @@ The classroom machinery lives here too, apart from the library a learner reads (
 ``prunekit`` outside this package imports it):
 
 * ``core``: :func:`run_check`, :class:`Case`, :func:`expect`: how a check is written;
-* ``lab1`` ... ``labN``: each lab's checks (cases + judges) and ``reference_*`` answers;
+* ``lab1`` ... ``labN``: each lab's checks (cases + judges); ``references``: their ``reference_*`` answers;
 * ``chapters``: the checks of the chapters' exercises (a stub reports, strict mode raises only for a wrong
   answer; the answers are in ``instructor/chapter_exercises/``);
 * ``grading``: grade notebooks out of the learner's kernel (``python -m prunekit.grade`` is its command);

@@ -29,7 +29,6 @@ import copy
 import io
 import json
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
