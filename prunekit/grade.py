@@ -20,10 +20,9 @@ import json
 import sys
 from pathlib import Path
 
-from .checks.grading import (ExerciseResult, NotebookResult, grade_many, grade_notebook,  # noqa: F401
-                             mark_duplicates, student_of)
+from .checks.classroom import grade_many, mark_duplicates, student_of
+from .checks.grading import ROOT, ExerciseResult, NotebookResult, grade_notebook  # noqa: F401
 from .checks.sandbox import bwrap_path
-from .checks.grading import ROOT
 
 
 def format_result(result: NotebookResult) -> str:

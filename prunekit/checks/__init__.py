@@ -11,7 +11,9 @@ The classroom machinery lives here too, apart from the library a learner reads (
 * ``lab1`` ... ``labN``: each lab's checks (cases + judges); ``references``: their ``reference_*`` answers;
 * ``chapters``: the checks of the chapters' exercises (a stub reports, strict mode raises only for a wrong
   answer; the answers are in ``instructor/chapter_exercises/``);
-* ``grading``: grade notebooks out of the learner's kernel (``python -m prunekit.grade`` is its command);
+* ``grading``: grade a notebook out of the learner's kernel, from ``submission`` (the notebook handed in)
+  and ``solution_lab`` (what ``solutions/`` says); ``classroom``: a whole class
+  (``python -m prunekit.grade`` is its command);
 * ``remote``, ``worker``, ``wire``, ``sandbox``: the grader's side of a submission's worker, the worker,
   the data-only format it answers in, and the per-submission sandbox;
 * ``provenance``: which names an exercise may not use; ``benchmark``: grading throughput.

@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .grading import ROOT, grade_many
+from .classroom import grade_many
+from .grading import ROOT
 from .sandbox import bwrap_path
 
 

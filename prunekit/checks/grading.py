@@ -1,4 +1,4 @@
-"""Grade a class's notebooks: the submission runs in a sandboxed worker, the checks judge in the grader.
+"""Grade one submitted notebook: the submission runs in a sandboxed worker, the checks judge in the grader.
 
 How one submission is graded
 ----------------------------
@@ -19,29 +19,30 @@ How one submission is graded
 
 Hidden tests may use the exercise functions, the lab's imports (``torch``, ``nn``, ...) and models the
 solution loads with ``NAME = zoo.load_pretrained("...")``; a fresh copy of those is made per graded cell.
+
+The pieces: :mod:`.submission` (step 1 and what the worker runs), :mod:`.solution_lab` (what is read from
+``solutions/``: graded cells, points, fixtures), :mod:`.remote` and :mod:`.worker` (step 3's two sides),
+:mod:`.classroom` (a whole class, several notebooks at a time).
 """
 from __future__ import annotations
 
-import ast
-import builtins
 import contextlib
 import copy
 import io
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from . import provenance
 from .remote import RemoteFunction, WorkerFailure, WorkerSession
 from .sandbox import missing_protections
+from .solution_lab import FixtureError, GradedCell, Lab, _base_namespace, fixture, lab_for
+from .submission import find_lab, read_submission, worker_cells
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-MAX_NOTEBOOK_BYTES = 50 * 2**20
 
 
 @dataclass
@@ -81,275 +82,6 @@ class NotebookResult:
         return {**asdict(self), "total": self.total, "max_total": self.max_total}
 
 
-# ============================================================================ the lab, from solutions/
-def _source(cell: Any) -> str:
-    source = cell.get("source", "") if isinstance(cell, dict) else ""
-    if isinstance(source, list):
-        return "".join(s for s in source if isinstance(s, str))
-    return source if isinstance(source, str) else ""
-
-
-def _nbgrader(cell: Any) -> dict:
-    meta = cell.get("metadata") if isinstance(cell, dict) else None
-    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
-    return meta if isinstance(meta, dict) else {}
-
-
-def _grade_id(cell: Any) -> str | None:
-    """A cell's nbgrader grade id when it is a string (a submission's metadata can hold anything)."""
-    value = _nbgrader(cell).get("grade_id")
-    return value if isinstance(value, str) else None
-
-
-@dataclass
-class GradedCell:
-    grade_id: str
-    points: float
-    source: str
-    exercises: list[str]            # the learner's functions this cell calls
-    needs: list[str]                # other free names (built from the solution's own statements)
-    position: int                   # statements of the solution before this cell
-
-
-@dataclass
-class Statement:
-    """A top-level statement of the solution that defines ``names`` (a fixture a hidden test may use)."""
-
-    position: int
-    names: tuple[str, ...]
-    source: str
-    free: tuple[str, ...]
-
-
-@dataclass
-class Lab:
-    """What grading needs from one solution notebook (trusted)."""
-
-    path: Path
-    graded: list[GradedCell]
-    answer_ids: set[str]            # grade ids of the exercise (solution) cells
-    imports: str                    # the solution's import statements, run in the grader
-    statements: list[Statement]     # assignments and helper defs, in order
-    exercise_names: set[str]
-
-    @property
-    def max_total(self) -> float:
-        return sum(c.points for c in self.graded)
-
-
-def _checks_namespace() -> dict:
-    import prunekit.checks as checks
-
-    return {name: getattr(checks, name) for name in dir(checks) if not name.startswith("_")}
-
-
-def _free_names(tree: ast.AST) -> list[str]:
-    """Names a piece of code reads without defining it (approximate: any store anywhere counts)."""
-    stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-    stored |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
-               for a in n.args + n.posonlyargs + n.kwonlyargs + [n.vararg, n.kwarg] if a is not None}
-    stored |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    loaded = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
-    return list(dict.fromkeys(n for n in loaded if n not in stored))
-
-
-def load_lab(path: Path) -> Lab:
-    """Read a solution notebook into a :class:`Lab`."""
-    notebook = json.loads(Path(path).read_text(encoding="utf-8"))
-    imports, statements, answer_ids, graded, exercises = [], [], set(), [], set()
-    position = 0
-    for cell in notebook["cells"]:
-        if cell.get("cell_type") != "code":
-            continue
-        meta, source = _nbgrader(cell), _source(cell)
-        tree = provenance.parse_cell(source)
-        answer = bool(meta.get("solution")) and isinstance(meta.get("grade_id"), str)
-        if answer:
-            answer_ids.add(meta["grade_id"])
-        if meta.get("grade") and isinstance(meta.get("grade_id"), str):
-            graded.append(GradedCell(meta["grade_id"], float(meta.get("points", 0)), source, [], [], position))
-            continue
-        for node in tree.body if tree else []:
-            position += 1
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prunekit.checks")):
-                    imports.append(ast.unparse(node))
-            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                if answer:
-                    exercises.add(node.name)
-                else:
-                    statements.append(Statement(position, (node.name,), ast.unparse(node), tuple(_free_names(node))))
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
-                elts = target.elts if isinstance(target, ast.Tuple) else [target]
-                if all(isinstance(e, ast.Name) for e in elts):
-                    statements.append(Statement(position, tuple(e.id for e in elts), ast.unparse(node),
-                                                tuple(_free_names(node.value))))
-    base = set(dir(builtins)) | set(_checks_namespace()) | _imported_names(imports)
-    for cell in graded:
-        free = [n for n in _free_names(ast.parse(cell.source)) if n not in base]
-        cell.exercises = [n for n in free if n in exercises]
-        cell.needs = [n for n in free if n not in exercises]
-    return Lab(Path(path), graded, answer_ids, "\n".join(dict.fromkeys(imports)), statements, exercises)
-
-
-def _imported_names(imports: list[str]) -> set[str]:
-    names = set()
-    for node in ast.parse("\n".join(imports)).body:
-        for alias in node.names:
-            names.add(alias.asname or alias.name.split(".")[0])
-    return names
-
-
-_LABS: dict[str, Lab] = {}
-_BASES: dict[str, dict] = {}
-_FIXTURES: dict[tuple[str, int], dict] = {}
-
-
-def lab_for(path: Path) -> Lab:
-    key = str(Path(path).resolve())
-    if key not in _LABS:
-        _LABS[key] = load_lab(Path(path))
-    return _LABS[key]
-
-
-def _base_namespace(lab: Lab) -> dict:
-    """The grader-side globals of a lab's graded cells: its imports and the checks."""
-    key = str(lab.path)
-    if key not in _BASES:
-        namespace: dict = {"__name__": "prunekit_grader"}
-        exec(compile(lab.imports, f"<imports of {lab.path.name}>", "exec"), namespace)  # noqa: S102 - solutions/
-        namespace.update(_checks_namespace())
-        _BASES[key] = namespace
-    return _BASES[key]
-
-
-class FixtureError(Exception):
-    """A hidden test uses a name the grader cannot build from the solution's own statements."""
-
-
-def fixture(lab: Lab, name: str, before: int, chain: tuple = ()) -> Any:
-    """The value ``name`` has in the solution just before statement ``before``, built in the grader.
-
-    Only the solution's own statements run (assignments and helper definitions, with what they depend
-    on); a statement that needs a learner's exercise function cannot be built and raises FixtureError.
-    """
-    os.environ.setdefault("PRUNEKIT_FAST", "1")  # the solution's data and budgets in fast mode
-    base = _base_namespace(lab)
-    if name in base:
-        return base[name]
-    statement = next((s for s in reversed(lab.statements) if s.position < before and name in s.names), None)
-    if statement is None or name in lab.exercise_names or len(chain) > 30:
-        raise FixtureError(f"the hidden test uses `{name}`, which the grader cannot build from the solution "
-                           "(an exercise's result or a name defined nowhere)")
-    key = (str(lab.path), statement.position)
-    if key not in _FIXTURES:
-        namespace = dict(base)
-        for dependency in statement.free:
-            if dependency not in namespace and dependency not in dir(builtins):
-                try:
-                    namespace[dependency] = fixture(lab, dependency, statement.position, chain + (name,))
-                except FixtureError:
-                    if not statement.source.startswith(("def ", "class ")):
-                        raise
-        exec(compile(statement.source, f"<solution statement {statement.position}>", "exec"),  # noqa: S102
-             namespace)
-        _FIXTURES[key] = namespace
-    return _FIXTURES[key][name]
-
-
-# ============================================================================ the submission
-def read_submission(path: Path) -> dict:
-    """The notebook as a dict; ValueError (with the reason) if it is not a valid nbformat-4 notebook."""
-    import nbformat
-
-    try:
-        if Path(path).stat().st_size > MAX_NOTEBOOK_BYTES:
-            raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB")
-        text = Path(path).read_text(encoding="utf-8")
-        notebook = json.loads(text)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"not a readable notebook: {exc}") from None
-    if not isinstance(notebook, dict) or notebook.get("nbformat") != 4:
-        raise ValueError("not an nbformat-4 notebook")
-    try:
-        nbformat.validate(nbformat.from_dict(copy.deepcopy(notebook)))
-    except Exception as exc:  # noqa: BLE001 - jsonschema's ValidationError and friends
-        raise ValueError(f"not a valid notebook: {str(exc).splitlines()[0][:200]}") from None
-    return notebook
-
-
-def find_lab(notebook: dict | None, path: Path, solutions: Path) -> Path:
-    """The solution a submission belongs to: by file name, lab metadata, or the graded cell ids."""
-    candidates = sorted(Path(solutions).glob("[0-9]*.ipynb"))
-    if not candidates:
-        raise FileNotFoundError(f"no solution notebooks in {solutions}")
-    by_name = {p.name: p for p in candidates}
-    for name, candidate in by_name.items():
-        if path.name.endswith(name):
-            return candidate
-    if notebook is None:
-        raise ValueError("cannot tell which lab this is")
-    meta = notebook.get("metadata")
-    meta = meta.get("prunekit") if isinstance(meta, dict) else None
-    origin = meta.get("generated_from") if isinstance(meta, dict) else None
-    if isinstance(origin, str) and Path(origin).name in by_name:
-        return by_name[Path(origin).name]
-    ids = {_grade_id(c) for c in notebook["cells"]} - {None}
-    best = max(candidates, key=lambda p: len(ids & {c.grade_id for c in lab_for(p).graded}))
-    if not ids & {c.grade_id for c in lab_for(best).graded}:
-        raise ValueError("cannot tell which lab this is (no known graded cells, no lab metadata)")
-    return best
-
-
-def worker_cells(notebook: dict, lab: Lab) -> tuple[list[tuple[str, str, bool]], list[str]]:
-    """What the worker runs: (label, source, report errors) chunks, and the submission's code-cell sources.
-
-    Exercise cells (by grade id) run whole; other cells keep only imports, ``def``, ``class`` and simple
-    assignments, so no experiment, training or plot runs. Line numbers are kept (other lines are blank).
-    """
-    program, sources = [], []
-    for index, cell in enumerate(notebook["cells"]):
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
-            continue
-        source = _source(cell)
-        sources.append(source)
-        grade_id = _grade_id(cell)
-        tree = provenance.parse_cell(source)
-        if tree is None:
-            program.append((str(index), source, True))  # the worker reports the SyntaxError
-            continue
-        lines = source.splitlines()
-        if grade_id in lab.answer_ids:
-            program.append((str(index), "\n".join("" if provenance._MAGIC.match(l) else l for l in lines) + "\n", True))
-            continue
-        for node in tree.body:  # one chunk per statement: a failing one does not skip the next def
-            if _definition(node):
-                first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-                chunk = "\n" * (first - 1) + "\n".join(lines[first - 1:node.end_lineno]) + "\n"
-                program.append((str(index), chunk, False))
-    return program, sources
-
-
-def _definition(node: ast.stmt) -> bool:
-    """Imports, def, class, and assignments that call nothing (``EPS = 1e-8``, ``F = torch.nn.functional``)."""
-    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return True
-    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-        return not runs_code(node.value)
-    return False
-
-
-def runs_code(node: ast.AST) -> bool:
-    if isinstance(node, ast.Lambda):
-        return any(runs_code(d) for d in node.args.defaults + node.args.kw_defaults if d is not None)
-    if isinstance(node, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.ListComp, ast.SetComp,
-                         ast.DictComp, ast.GeneratorExp, ast.Subscript)):
-        return True
-    return any(runs_code(child) for child in ast.iter_child_nodes(node))
-
-
-# ============================================================================ grading
 # In a class run each grader process keeps one spare worker started ahead (a fresh sandbox of its own, only
 # with torch imported), so the next submission does not wait for Python and torch to start.
 _SPARES: dict = {}
@@ -527,80 +259,3 @@ def _grade_notebook(path: Path, solutions: Path, cell_timeout: float, total_time
         result.notes.append(f"the worker was restarted {restarts} time(s) after a hang or crash")
     result.seconds = round(time.monotonic() - start, 1)
     return result
-
-
-# ============================================================================ a class
-def student_of(path: Path, folder: Path | None) -> str:
-    """The student a notebook belongs to: its first folder under the class folder, else its file stem."""
-    if folder is not None:
-        try:
-            relative = Path(path).resolve().relative_to(Path(folder).resolve())
-            if len(relative.parts) > 1:
-                return relative.parts[0]
-        except ValueError:
-            pass
-    return Path(path).stem
-
-
-def _grade_one(job: tuple) -> dict:
-    path, solutions, cell_timeout, total_timeout, use_bwrap, hide = job
-    if not _SPARES.get("enabled"):
-        import atexit
-
-        _SPARES["enabled"] = True
-        atexit.register(close_spares)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-        return grade_notebook(path, solutions, cell_timeout, total_timeout, use_bwrap, hide).to_dict()
-    except Exception as exc:  # noqa: BLE001 - one file must never stop the class
-        return NotebookResult(str(path), "", error=f"grader error: {type(exc).__name__}: {exc}").to_dict()
-
-
-def grade_many(paths: list[Path], solutions: Path, jobs: int = 1, cell_timeout: float = 120,
-               total_timeout: float = 900, use_bwrap: bool | None = None, hide: tuple = (), on_result=None
-               ) -> list[NotebookResult]:
-    """Grade notebooks, ``jobs`` at a time (each in its own grader process and worker); order kept."""
-    work = [(Path(p), Path(solutions), cell_timeout, total_timeout, use_bwrap, tuple(hide)) for p in paths]
-    results: list[dict] = []
-    if jobs <= 1:
-        try:
-            for job in work:
-                results.append(_grade_one(job))
-                if on_result:
-                    on_result(_from_dict(results[-1]))
-        finally:
-            close_spares()
-    else:
-        import concurrent.futures
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            for done in pool.map(_grade_one, work):
-                results.append(done)
-                if on_result:
-                    on_result(_from_dict(done))
-    return [_from_dict(r) for r in results]
-
-
-def _from_dict(data: dict) -> NotebookResult:
-    data = dict(data)
-    data.pop("total", None)
-    data.pop("max_total", None)
-    data["exercises"] = [ExerciseResult(**e) for e in data.get("exercises", [])]
-    return NotebookResult(**data)
-
-
-def mark_duplicates(results: list[NotebookResult], folder: Path | None) -> None:
-    """Keep one notebook per student and lab (the first in path order); mark the others, which count 0."""
-    seen: dict[tuple[str, str], str] = {}
-    for result in sorted(results, key=lambda r: r.path):
-        if not result.solution:
-            continue
-        key = (student_of(Path(result.path), folder), Path(result.solution).stem)
-        if key in seen:
-            result.duplicate_of = seen[key]
-        else:
-            seen[key] = result.path
