@@ -471,3 +471,48 @@ def test_cpu_training_estimate_scales_timed_steps_and_records_fit_two_hours(data
         if "cuda" in recorded["device"]:
             assert recorded["cpu_time_estimate"]["threads"] == 2
             assert recorded["cpu_time_estimate"]["minutes"] <= 120, f"{name}'s recipe needs over 2 h on 2 cores"
+
+
+def test_an_interrupted_pruned_recipe_resumes_to_the_same_weights(tmp_path, monkeypatch, data_root):
+    """Killed during its second epoch, then resumed from the progress file: the same weights and masks, bit
+    for bit, as a run that was never interrupted (optimizer momentum, lr schedule, random state and the
+    gradual-pruning step all continue where they stopped)."""
+    import shutil
+    from dataclasses import replace
+
+    from prunekit import zoo, zoo_pruned
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    shutil.copy(zoo.CHECKPOINT_DIR / "lenet300.pt", checkpoints / "lenet300.pt")
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", checkpoints)
+    monkeypatch.setitem(zoo_pruned.PRUNED_RECIPES, "lenet300_sparse",
+                        replace(PRUNED_RECIPES["lenet300_sparse"], teachers=(), epochs=2, select_epochs=0.05,
+                                candidates=("global",), sparsity=0.9))
+
+    def run(cache: str, interrupt_at_call: int | None) -> dict:
+        monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / cache))
+        calls, real_train = [], zoo_pruned.train
+
+        def train(*args, **kwargs):  # the selection's trial is call 1, the final run's epochs calls 2 and 3
+            calls.append(1)
+            if len(calls) == interrupt_at_call:
+                raise KeyboardInterrupt
+            return real_train(*args, **kwargs)
+
+        monkeypatch.setattr(zoo_pruned, "train", train)
+        try:
+            zoo_pruned.train_pruned("lenet300_sparse", quiet=True, test=False)
+        except KeyboardInterrupt:
+            monkeypatch.setattr(zoo_pruned, "train", real_train)
+            zoo_pruned.train_pruned("lenet300_sparse", quiet=True, test=False, resume=True)
+        monkeypatch.setattr(zoo_pruned, "train", real_train)
+        return torch.load(tmp_path / cache / "zoo-progress" / "lenet300_sparse.pt", weights_only=False)
+
+    straight, resumed = run("straight", None), run("interrupted", interrupt_at_call=3)
+    assert straight["epoch"] == resumed["epoch"] == 2
+    for key in straight["model"]:
+        assert torch.equal(straight["model"][key], resumed["model"][key]), key
+    assert straight["masks"].keys() == resumed["masks"].keys()
+    assert all(torch.equal(straight["masks"][k], resumed["masks"][k]) for k in straight["masks"])
+    assert [r["val_acc"] for r in straight["history"]] == [r["val_acc"] for r in resumed["history"]]
