@@ -10,6 +10,7 @@ One idea per module; read them in this order:
 ``prunekit.zoo``                pretrained checkpoints shipped with the course
 ``prunekit.masks``              scores -> 0/1 masks (exact top-k, threshold, N:M)
 ``prunekit.criteria``           weight scores: |w|, w², random, gradient, Taylor, OBD, movement, Wanda
+``prunekit.gradient_statistics`` gradients, their squares, the Fisher diagonal: one pass over batches
 ``prunekit.activations``        forward hooks that collect activation statistics
 ``prunekit.channel_criteria``   neuron/channel scores: norms, APoZ, mean activation, Taylor, BN γ, FPGM
 ``prunekit.pruning``            masks on a model: layer-wise, global, kept through training

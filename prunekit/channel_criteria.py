@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .activations import eval_mode, get_layers, hooked, model_device, take_batches
-from .criteria import default_loss
+from .gradient_statistics import default_loss
 from .masks import check_sparsity, topk_mask
 
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -220,7 +220,7 @@ def taylor_channel_scores(model: nn.Module, layer_names: list[str], data, n_batc
     dL/d(output) directly (no ``.grad`` is written). A layer called twice in one forward pass
     adds both calls' sums before squaring (one gate on both). Runs in eval mode; the model's mode
     is restored and the hooks removed. Default loss: cross-entropy
-    (:func:`prunekit.criteria.default_loss`).
+    (:func:`prunekit.gradient_statistics.default_loss`).
 
     Returns:
         ``{layer name: (units,)}`` on the CPU.

@@ -121,6 +121,7 @@ def uniform_allocation(model: nn.Module, sparsity: float, exclude: Iterable[str]
     """The same sparsity for every prunable layer (except ``exclude``).
 
     Example:
+        >>> from prunekit.models import build_model
         >>> uniform_allocation(build_model("lenet300"), 0.5, exclude=["fc3"])
         {'fc1.weight': 0.5, 'fc2.weight': 0.5}
     """
@@ -155,6 +156,7 @@ def erk_allocation(model: nn.Module, sparsity: float, exclude: Iterable[str] = (
         ``{"fc1.weight": sparsity, ...}`` for every prunable layer not excluded.
 
     Example:
+        >>> from prunekit.models import build_model
         >>> {n: round(s, 3) for n, s in erk_allocation(build_model("lenet300"), 0.9).items()}
         {'fc1.weight': 0.92, 'fc2.weight': 0.77, 'fc3.weight': 0.0}
     """

@@ -5,6 +5,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from prunekit import criteria as C
+from prunekit import gradient_statistics as GS
 from prunekit.activations import input_feature_norms
 from prunekit.models import build_model
 from prunekit.pruning import model_sparsity, prune_global, prunable_weights
@@ -119,18 +120,18 @@ def test_criteria_reject_bad_inputs():
 # ----------------------------------------------------------------------------- gradients and Fisher
 def test_gradients_and_fisher_hand_computed():
     model = linear_1x2()
-    grads = C.gradients(model, HAND_BATCHES, loss_fn=sum_squared_error)
-    fisher = C.fisher_diagonal(model, HAND_BATCHES, loss_fn=sum_squared_error)
+    grads = GS.gradients(model, HAND_BATCHES, loss_fn=sum_squared_error)
+    fisher = GS.fisher_diagonal(model, HAND_BATCHES, loss_fn=sum_squared_error)
     assert list(grads) == ["0.weight"]
     assert torch.allclose(grads["0.weight"], torch.tensor([[3.0, 3.0]]))     # mean of (6,6), (0,0)
     assert torch.allclose(fisher["0.weight"], torch.tensor([[18.0, 18.0]]))  # mean of (36,36), (0,0)
-    first = C.fisher_diagonal(model, HAND_BATCHES, n_batches=1, loss_fn=sum_squared_error)
+    first = GS.fisher_diagonal(model, HAND_BATCHES, n_batches=1, loss_fn=sum_squared_error)
     assert torch.allclose(first["0.weight"], torch.tensor([[36.0, 36.0]]))
     # Taylor per batch, w = (1, 2): mean of (1·6, 2·6)² and (0, 0) = (18, 72); the OLD estimator
     # |w·mean g| would give (3, 6).
     taylor = C.taylor_per_batch(model, HAND_BATCHES, loss_fn=sum_squared_error)
     assert torch.allclose(taylor["0.weight"], torch.tensor([[18.0, 72.0]]))
-    rms = C.gradient_rms(model, HAND_BATCHES, loss_fn=sum_squared_error)
+    rms = GS.gradient_rms(model, HAND_BATCHES, loss_fn=sum_squared_error)
     assert torch.allclose(rms["0.weight"], torch.tensor([[18.0, 18.0]]).sqrt())
 
 
@@ -139,7 +140,7 @@ def test_per_batch_signs_do_not_cancel():
     model = linear_1x2()
     batches = [(torch.tensor([[1.0, 1.0]]), torch.tensor([4.0])),    # out 3: dL/dw = 2·(3-4)·x = (-2, -2)
                (torch.tensor([[1.0, 1.0]]), torch.tensor([2.0]))]    # out 3: dL/dw = (2, 2)
-    assert torch.allclose(C.gradients(model, batches, loss_fn=sum_squared_error)["0.weight"], torch.zeros(1, 2))
+    assert torch.allclose(GS.gradients(model, batches, loss_fn=sum_squared_error)["0.weight"], torch.zeros(1, 2))
     taylor = C.taylor_per_batch(model, batches, loss_fn=sum_squared_error)["0.weight"]
     assert torch.allclose(taylor, torch.tensor([[4.0, 16.0]]))       # (1·2)², (2·2)²
 
@@ -161,7 +162,7 @@ def test_fisher_matches_manual_loop_on_two_layer_net():
             # squared batch gradient times the batch size: an estimate of the per-sample Fisher
             expected[name] += len(y) * model.get_parameter(name).grad ** 2 / len(batches)
     model.zero_grad(set_to_none=True)
-    fisher = C.fisher_diagonal(model, batches)
+    fisher = GS.fisher_diagonal(model, batches)
     assert list(fisher) == ["0.weight", "2.weight"]
     for name in expected:
         assert torch.allclose(fisher[name], expected[name], atol=1e-7)
@@ -171,25 +172,25 @@ def test_gradients_leave_grad_mode_and_batchnorm_untouched():
     model = build_model("lenet5")
     model.train()
     model.fc2.weight.grad = torch.full_like(model.fc2.weight, 7.0)
-    C.gradients(model, tiny_loader(4, 2))
+    GS.gradients(model, tiny_loader(4, 2))
     assert model.training and all(m.training for m in model.modules())
     assert model.conv1.weight.grad is None
     assert (model.fc2.weight.grad == 7.0).all()
     vgg = build_model("vgg")
     before = vgg.bn1.running_mean.clone()
     x = torch.randn(2, 3, 32, 32)
-    C.gradients(vgg, [(x, torch.tensor([0, 1]))])
+    GS.gradients(vgg, [(x, torch.tensor([0, 1]))])
     assert torch.equal(vgg.bn1.running_mean, before)
 
 
 def test_gradients_need_labels_and_positive_n_batches():
     model = linear_1x2()
     with pytest.raises(ValueError, match=r"\(x, y\)"):
-        C.gradients(model, [torch.ones(1, 2)])
+        GS.gradients(model, [torch.ones(1, 2)])
     with pytest.raises(ValueError, match="n_batches"):
-        C.gradients(model, HAND_BATCHES, n_batches=0, loss_fn=sum_squared_error)
+        GS.gradients(model, HAND_BATCHES, n_batches=0, loss_fn=sum_squared_error)
     with pytest.raises(ValueError, match="no batches"):
-        C.gradients(model, [], loss_fn=sum_squared_error)
+        GS.gradients(model, [], loss_fn=sum_squared_error)
 
 
 # ----------------------------------------------------------------------------- input norms (Wanda)
@@ -209,9 +210,9 @@ def test_weight_scores_dispatch_matches_pure_functions():
     model = build_model("lenet300")
     loader = tiny_loader()
     weights = prunable_weights(model)
-    fisher = C.fisher_diagonal(model, loader)
+    fisher = GS.fisher_diagonal(model, loader)
     taylor = C.taylor_per_batch(model, loader)
-    rms = C.gradient_rms(model, loader)
+    rms = GS.gradient_rms(model, loader)
     expected = {"magnitude": lambda n, w: C.magnitude(w), "l2": lambda n, w: C.magnitude_l2(w),
                 "gradient": lambda n, w: rms[n], "taylor": lambda n, w: taylor[n],
                 "obd": lambda n, w: C.obd(w, fisher[n])}
@@ -294,8 +295,8 @@ def token_batches(n_batches=2, batch=3, length=5, vocab=11):
 
 def test_default_loss_flattens_token_logits():
     logits, y = torch.randn(2, 3, 5), torch.randint(0, 5, (2, 3))
-    assert torch.allclose(C.default_loss(logits, y), nn.functional.cross_entropy(logits.reshape(6, 5), y.reshape(6)))
-    assert torch.allclose(C.default_loss(logits[0], y[0]), nn.functional.cross_entropy(logits[0], y[0]))
+    assert torch.allclose(GS.default_loss(logits, y), nn.functional.cross_entropy(logits.reshape(6, 5), y.reshape(6)))
+    assert torch.allclose(GS.default_loss(logits[0], y[0]), nn.functional.cross_entropy(logits[0], y[0]))
 
 
 def test_wanda_on_a_transformer_uses_every_token_of_every_linear():

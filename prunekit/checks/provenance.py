@@ -24,7 +24,7 @@ runs. Code that builds a name at run time and looks it up (``getattr(mod, "topk"
 Example:
     >>> src = "from prunekit.checks import reference_saliency_scores as r\\ndef saliency_scores(w, g):\\n    return r(w, g)\\n"
     >>> violations([src], "saliency_scores", must_not_call("saliency_scores"))
-    ['saliency_scores uses reference_saliency_scores (the course's answer); write your own code']
+    ["saliency_scores uses reference_saliency_scores (the course's answer); write your own code"]
 """
 from __future__ import annotations
 
