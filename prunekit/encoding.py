@@ -256,8 +256,8 @@ def encode_compressed(model: nn.Module, indices: Mapping[str, torch.Tensor], ind
     """The model as a Deep Compression file: shared weights as (cluster symbol, gap) streams, the rest float32.
 
     Args:
-        indices: ``{"fc1.weight": cluster indices (-1 = zero)}`` from :func:`prunekit.sharing.share_model`; the shared values
-            are read from the weights themselves (so fine-tuned centroids are stored).
+        indices: ``{"fc1.weight": cluster indices (-1 = zero)}`` from :func:`prunekit.sharing.share_model`; the shared
+            values are read from the weights themselves (so fine-tuned centroids are stored).
         index_bits: bits per relative index (gap), one for all or per weight name.
         huffman: Huffman-code both streams (code-length tables stored) instead of fixed-width symbols.
         relative_fn, lengths_fn: your :func:`relative_indices` / :func:`huffman_code_lengths`.

@@ -37,7 +37,8 @@ def mean_loss(model: nn.Module, data: Dataset | DataLoader, n_batches: int | Non
     """Mean next-character cross-entropy (nats per character) of ``model`` on ``data``'s (x, y) blocks.
 
     ``data``: a Dataset of (x, y) blocks (read in batches of ``batch_size``), or an iterable of
-    (x, y) batches (a DataLoader, a list). Reads the blocks in order (no shuffling), the first ``n_batches`` batches only if given.
+    (x, y) batches (a DataLoader, a list). Reads the blocks in order (no shuffling), the first ``n_batches`` batches
+    only if given.
     The model is measured in eval mode and returned to its previous mode.
     """
     device = get_device(device)

@@ -208,7 +208,8 @@ def train(model: nn.Module, data: Dataset | DataLoader, epochs: int = 1, lr: flo
         lr_schedule: ``"cosine"``, ``"step"``, ``"constant"``/None; stepped once per epoch.
         after_step: callbacks ``f(model, step)`` run after each optimizer step, after the masks
             the model carries are re-applied (so pruned weights are exactly zero when they run).
-        regularizer: ``f(model) -> scalar`` added to the loss (e.g. ``prunekit.regularizers.make_regularizer("l1", 1e-5)``).
+        regularizer: ``f(model) -> scalar`` added to the loss
+            (e.g. ``prunekit.regularizers.make_regularizer("l1", 1e-5)``).
         val_data: if given, validation accuracy is measured after each epoch.
         quiet: no progress bar.
         loss_fn: ``f(logits, x, y) -> scalar`` used instead of cross-entropy (``label_smoothing`` is

@@ -10,7 +10,8 @@ from the widgets (:meth:`widget`). :meth:`show` displays the live widget, or a s
 no widget front-end is there: set ``PRUNEKIT_WIDGETS=static`` (CI does) to get the figure.
 
 Example:
-    >>> explorer = SparsityExplorer(load_pretrained("lenet300"), subset(load_dataset("mnist", "test"), 1000))  # doctest: +SKIP
+    >>> explorer = SparsityExplorer(load_pretrained("lenet300"),
+    ...                             subset(load_dataset("mnist", "test"), 1000))  # doctest: +SKIP
     >>> explorer.update(0.9, "magnitude")["accuracy"]      # doctest: +SKIP
     0.97...
     >>> explorer.show()                                     # doctest: +SKIP

@@ -351,11 +351,14 @@ RIGHT = {
 }
 # What the hint must say for the mistake (lower-case substring of the printed line).
 HINTS = {
-    ppl_returns_loss: "its exp", ppl_base_two: "not 2 ** mean", ppl_per_sequence: "per sequence", ppl_sum: "mean, not sum",
+    ppl_returns_loss: "its exp", ppl_base_two: "not 2 ** mean", ppl_per_sequence: "per sequence",
+    ppl_sum: "mean, not sum",
     ppl_naive_softmax: "log_softmax",
-    wanda_global: "within each output row", wanda_squared_norm: "not its square", wanda_magnitude_only: "plain magnitude",
+    wanda_global: "within each output row", wanda_squared_norm: "not its square",
+    wanda_magnitude_only: "plain magnitude",
     wanda_norm_on_rows: "column j", wanda_per_column: "within columns", wanda_keeps_lowest: "kept the lowest",
-    nm_strided: "consecutive", nm_down_columns: "consecutive columns", nm_signed: "absolute", nm_keeps_smallest: "largest",
+    nm_strided: "consecutive", nm_down_columns: "consecutive columns", nm_signed: "absolute",
+    nm_keeps_smallest: "largest",
     nm_unstructured: "exactly",
     sgpt_no_compensation: "compensation", sgpt_full_inverse_rows: "one after another", sgpt_lower_factor: "upper=true",
     sgpt_factor_of_h: "not h", sgpt_no_division: "divide the error", sgpt_zeros_left: "exactly 0",

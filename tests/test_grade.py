@@ -151,7 +151,8 @@ def test_nbgrader_autograde_grades_a_prunekit_lab(mini):
     (course / "source" / "ps1").mkdir(parents=True)
     (course / "source" / "ps1" / "01_mini.ipynb").write_text(json.dumps(solution))
     answered = json.loads(json.dumps(lab))
-    answered["cells"][1]["source"] = ("def magnitude_mask(weight, sparsity):\n    from prunekit.masks import topk_mask\n"
+    answered["cells"][1]["source"] = ("def magnitude_mask(weight, sparsity):\n"
+                                      "    from prunekit.masks import topk_mask\n"
                                       "    return topk_mask(weight.abs(), sparsity)\n")
     answered["cells"][3]["source"] = "def double(x):\n    return 2 * x\n"
     for student, notebook in (("alice", answered), ("bob", lab)):

@@ -30,7 +30,8 @@ ATTACKS = {
                      "def magnitude_mask(weight, sparsity):\n    return weight != 0\n",
     # the guard cell could be bypassed
     "fake_checks": "import importlib, sys, types\nimportlib.reload = lambda m: m\n"
-                   "fake = types.ModuleType('prunekit.checks')\nfake.check_magnitude_mask = lambda fn, strict=None: True\n"
+                   "fake = types.ModuleType('prunekit.checks')\n"
+                   "fake.check_magnitude_mask = lambda fn, strict=None: True\n"
                    "sys.modules['prunekit.checks'] = fake\ncheck_magnitude_mask = fake.check_magnitude_mask\n"
                    "def magnitude_mask(weight, sparsity):\n    return weight != 0\n",
     # the answer key was in reach

@@ -27,7 +27,8 @@ def toy_text(n=4000, vocab=11, seed=0):
     g = torch.Generator().manual_seed(seed)
     ids = torch.zeros(n, dtype=torch.long)
     for i in range(1, n):
-        ids[i] = (ids[i - 1] + 1) % vocab if torch.rand((), generator=g) < 0.9 else torch.randint(vocab, (), generator=g)
+        ids[i] = ((ids[i - 1] + 1) % vocab if torch.rand((), generator=g) < 0.9
+                  else torch.randint(vocab, (), generator=g))
     return CharDataset(ids, "".join(chr(97 + i) for i in range(vocab)), block_size=16)
 
 

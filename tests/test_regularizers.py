@@ -4,8 +4,8 @@ from torch import nn
 
 from prunekit.data import load_dataset, subset
 from prunekit.models import build_model
-from prunekit.regularizers import (bn_gamma_l1, group_lasso_penalty, l1_penalty, make_regularizer, proximal_group_lasso_,
-                                  proximal_l1_)
+from prunekit.regularizers import (bn_gamma_l1, group_lasso_penalty, l1_penalty, make_regularizer,
+                                  proximal_group_lasso_, proximal_l1_)
 from prunekit.train import train
 
 

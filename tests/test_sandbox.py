@@ -67,7 +67,8 @@ def session(request):
                             "def inplace(m, t):\n    m.weight.data.zero_()\n    m.extra = nn_value\n"
                             "    t.mul_(2)\n    m.bias = torch.nn.Parameter(torch.ones(3))\n    return m, t\n"
                             "nn_value = 7\n"
-                            "def hang():\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    while True:\n        pass\n"
+                            "def hang():\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                            "    while True:\n        pass\n"
                             "def env():\n    return dict(os.environ)\n"
                             "def boom():\n    raise ValueError('bad input')\n", True)])
     assert errors == []

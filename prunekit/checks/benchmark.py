@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     full = sum(r.total == r.max_total for r in results)
     for r in results:
         if r.total != r.max_total:
-            print(f"{r.path}: {r.total:g}/{r.max_total:g} {r.error} {[e.message[:120] for e in r.exercises if not e.points]}")
+            print(f"{r.path}: {r.total:g}/{r.max_total:g} {r.error} "
+                  f"{[e.message[:120] for e in r.exercises if not e.points]}")
     print(f"{args.students} submissions of {args.lab} graded in {seconds:.1f} s with --jobs {args.jobs} "
           f"({'bubblewrap' if use_bwrap else 'plain sandbox'}): {60 * args.students / seconds:.1f} per minute; "
           f"{full}/{len(results)} scored full marks")

@@ -703,7 +703,8 @@ def _train_case(label: str, optimizer: str, batch_size: int | None, steps: int, 
                                   "wrap the re-masking in `with torch.no_grad():`") from None
             raise
         expect(torch.equal(torch.get_rng_state(), rng_before), "your function changed torch's global random state",
-               "shuffle with a private generator: g = torch.Generator().manual_seed(seed); torch.randperm(n, generator=g)")
+               "shuffle with a private generator: g = torch.Generator().manual_seed(seed); "
+               "torch.randperm(n, generator=g)")
         expect(all(torch.equal(masks[n], masks_before[n]) for n in masks), "your function changed the masks",
                "read the masks, never write into them")
         expect(all(torch.equal(a, b) for a, b in zip(data.tensors, data_before)), "your function changed the data")
@@ -725,7 +726,8 @@ def _train_case(label: str, optimizer: str, batch_size: int | None, steps: int, 
             revived = int((w[~mask.bool()] != 0).sum())
             if revived:
                 hint = _TRAIN_HINT
-                if torch.equal(w, start_state[n]) is False and bool((w[mask.bool()] == start_state[n][mask.bool()]).all()):
+                if (torch.equal(w, start_state[n]) is False
+                        and bool((w[mask.bool()] == start_state[n][mask.bool()]).all())):
                     hint = "the kept weights did not train at all; " + _TRAIN_HINT
                 raise CheckFailed(f"after training, {revived} pruned weight(s) of {n} are not 0",
                                   "re-apply the masks after EVERY optimizer.step(), and once before the first step "
@@ -751,7 +753,8 @@ def _train_case(label: str, optimizer: str, batch_size: int | None, steps: int, 
             ref_state = twin.state_dict()
             for n, t in model.state_dict().items():
                 expect(torch.allclose(t, ref_state[n], atol=1e-5, rtol=1e-4),
-                       f"after {steps} full-batch steps {n} differs from torch.optim.{'SGD' if optimizer == 'sgd' else 'Adam'}"
+                       f"after {steps} full-batch steps {n} differs from "
+                       f"torch.optim.{'SGD' if optimizer == 'sgd' else 'Adam'}"
                        f" with the same settings", _TRAIN_HINT)
     return Case(label, run)
 
@@ -847,7 +850,8 @@ def _iterate_case(label: str, schedule: list[float], tolerance: float, seed: int
         dense_acc = _accuracy(model, val_data)
         expect(abs(float(out["dense_val_acc"]) - dense_acc) < 1e-9,
                f"dense_val_acc is {float(out['dense_val_acc']):.4f}, but the model scores {dense_acc:.4f} on val_data",
-               "measure the dense model on val_data (the stopping rule is chosen on validation, never on train or test)")
+               "measure the dense model on val_data (the stopping rule is chosen on validation, "
+               "never on train or test)")
         history = out["history"]
         expect(isinstance(history, (list, tuple)) and len(history) >= 1 and all(len(h) == 2 for h in history),
                f"history is {history!r:.80}, expected a list of (target, val_acc) pairs, one per round run",

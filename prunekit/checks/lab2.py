@@ -312,7 +312,8 @@ def _remove_case(label: str, fc_in: nn.Linear, fc_out: nn.Linear, keep, expect_w
         else:
             expect(new_out.bias is not None and tuple(new_out.bias.shape) == (fc_out.out_features,),
                    f"new_fc_out.bias is {None if new_out.bias is None else tuple(new_out.bias.shape)}, expected "
-                   f"({fc_out.out_features},)", "fc_out's bias belongs to its outputs, which do not change: copy it whole")
+                   f"({fc_out.out_features},)",
+                   "fc_out's bias belongs to its outputs, which do not change: copy it whole")
             expect(torch.equal(new_out.bias.detach(), fc_out.bias.detach()), "new_fc_out.bias differs from fc_out.bias",
                    "fc_out's bias belongs to its outputs, which do not change: copy it whole")
         for what, layer in (("new_fc_in", new_in), ("new_fc_out", new_out)):
@@ -342,7 +343,8 @@ def _remove_case(label: str, fc_in: nn.Linear, fc_out: nn.Linear, keep, expect_w
             expect(False, "new_fc_in.bias is not `fc_in.bias[keep]`",
                    "each kept neuron keeps its own bias entry, in the same order as its weight row")
         err = (got.double() - want.double()).abs().max().item() / max(1.0, want.abs().max().item())
-        expect(err <= 1e-5, f"outputs differ from the network with the other neurons silenced (relative error {err:.3g})",
+        expect(err <= 1e-5,
+               f"outputs differ from the network with the other neurons silenced (relative error {err:.3g})",
                "keep the same neurons, in the same order, in W_in's rows, b_in and W_out's columns")
         if expect_weights is not None:
             w_in_want, w_out_want = expect_weights
@@ -514,7 +516,8 @@ def _pixel_case(label: str, weight: torch.Tensor, k: int, expected=None) -> Case
                    f"{best_dropped:.4g}", hint)
         if expected is not None:
             want = torch.tensor(expected, dtype=torch.bool)
-            expect(torch.equal(keep, want), f"got {describe_tensor(keep.int())}, expected {describe_tensor(want.int())}",
+            expect(torch.equal(keep, want),
+                   f"got {describe_tensor(keep.int())}, expected {describe_tensor(want.int())}",
                    _PIXEL_HINT)
     return Case(label, run)
 
@@ -529,7 +532,8 @@ def _pixel_cases() -> list[Case]:
         _pixel_case("large negative weights count", torch.tensor([[-5., 1., 0.5], [-5., 1., 0.5]]), 1, [1, 0, 0]),
         _pixel_case("2 neurons x 4 inputs: columns, not rows", torch.tensor([[0., 9., 0., 1.], [0., 9., 2., 1.]]), 2,
                     [0, 1, 1, 0]),
-        _pixel_case("L2, not L1: [3, 0, 0, 0] beats [1, 1, 1, 1]", torch.tensor([[3., 1.], [0., 1.], [0., 1.], [0., 1.]]),
+        _pixel_case("L2, not L1: [3, 0, 0, 0] beats [1, 1, 1, 1]",
+                    torch.tensor([[3., 1.], [0., 1.], [0., 1.], [0., 1.]]),
                     1, [1, 0]),
         _pixel_case("ties: 6 equal columns, k = 4", torch.ones(3, 6), 4),
         _pixel_case("an nn.Parameter, float64", nn.Parameter(torch.tensor([[0.1, -0.3, 0.2]], dtype=torch.float64)), 2,
@@ -609,7 +613,8 @@ def _stats_case(label: str, model: nn.Sequential, x: torch.Tensor, batch_size: i
             for key in ("apoz", "mean"):
                 got = stats[key]
                 expect(isinstance(got, torch.Tensor) and tuple(got.shape) == (units,),
-                       f"out[{name!r}][{key!r}] is {describe_tensor(got) if isinstance(got, torch.Tensor) else type(got).__name__}, "
+                       f"out[{name!r}][{key!r}] is "
+                       f"{describe_tensor(got) if isinstance(got, torch.Tensor) else type(got).__name__}, "
                        f"expected shape ({units},)", "one value per unit: reduce over the examples (dim 0)")
                 expect(got.is_floating_point(), f"out[{name!r}][{key!r}] has dtype {got.dtype}",
                        "fractions and means are floats: convert with `.double()` or `.float()` before summing")
@@ -647,7 +652,8 @@ def _stats_cases() -> list[Case]:
         _stats_case("3 -> 4 -> 2, 10 positive inputs, batch 4 (last batch of 2)", small, x_pos, 4),
         _stats_case("batch larger than N", small, x_pos, 64),
         _stats_case("batch of 1", _mlp(212, (5, 6, 3)), torch.randn(7, 5, generator=g), 1),
-        _stats_case("two hidden layers, 25 examples, batch 10", _mlp(213, (8, 16, 12, 4)), torch.randn(25, 8, generator=g), 10),
+        _stats_case("two hidden layers, 25 examples, batch 10", _mlp(213, (8, 16, 12, 4)),
+                    torch.randn(25, 8, generator=g), 10),
         _stats_case("unnamed nn.Sequential (names '1', '3')", _mlp(214, (6, 9, 7, 3), names=False),
                     torch.randn(13, 6, generator=g), 5),
         _stats_case("images through a Flatten, dropout after the ReLUs (eval mode)",
@@ -703,7 +709,8 @@ def _shrink_case(label: str, model: nn.Sequential, keep: dict, x: torch.Tensor) 
         linears = _children_linears(model)
         for name, nxt in zip(linears, linears[1:] + [None]):
             layer = getattr(out, name)
-            expect(isinstance(layer, nn.Linear), f"{name} is a {type(layer).__name__}, expected nn.Linear", _SHRINK_HINT)
+            expect(isinstance(layer, nn.Linear), f"{name} is a {type(layer).__name__}, expected nn.Linear",
+                   _SHRINK_HINT)
             n_out = len(keep[name]) if name in keep else getattr(model, name).out_features
             prev = linears[linears.index(name) - 1] if linears.index(name) else None
             n_in = len(keep[prev]) if prev in keep else getattr(model, name).in_features
@@ -747,11 +754,13 @@ def _shrink_cases() -> list[Case]:
         _shrink_case("keep {} (nothing removed, still a copy)", three, {}, torch.randn(4, 6, generator=g)),
         _shrink_case("three hidden layers, unsorted keep", deep,
                      {"fc1": [11, 0, 5, 3], "fc2": [8, 1], "fc3": [6, 2, 4]}, torch.randn(7, 10, generator=g)),
-        _shrink_case("a Flatten first and Dropout after each ReLU", _mlp(223, (16, 10, 8, 3), flatten=True, dropout=True),
+        _shrink_case("a Flatten first and Dropout after each ReLU",
+                     _mlp(223, (16, 10, 8, 3), flatten=True, dropout=True),
                      {"fc1": [0, 1, 2, 9], "fc2": [7]}, torch.randn(5, 1, 4, 4, generator=g)),
         _shrink_case("LeNet-300-100 sizes, 90 % of the neurons removed", _mlp(224, (784, 300, 100, 10), flatten=True),
                      {"fc1": torch.randperm(300, generator=g)[:30].sort().values,
-                      "fc2": torch.randperm(100, generator=g)[:10].sort().values}, torch.rand(6, 1, 28, 28, generator=g)),
+                      "fc2": torch.randperm(100, generator=g)[:10].sort().values},
+                     torch.rand(6, 1, 28, 28, generator=g)),
         _shrink_case("float64 model", _mlp(225, (4, 6, 5, 2), dtype=torch.float64), {"fc1": [2, 3], "fc2": [0, 4]},
                      torch.randn(5, 4, generator=g, dtype=torch.float64)),
     ]
@@ -852,7 +861,8 @@ def _rfe_case(label: str, x: torch.Tensor, y: torch.Tensor, k: int, step: int) -
         expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (d,),
                f"returned {type(out).__name__}{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}, "
                f"expected a tensor of {d} ranks", _RFE_HINT)
-        expect(not out.is_floating_point() and out.dtype != torch.bool, f"returned dtype {out.dtype}, expected integers",
+        expect(not out.is_floating_point() and out.dtype != torch.bool,
+               f"returned dtype {out.dtype}, expected integers",
                "ranks are integers (torch.long); a mask is not a ranking")
         got = out.long()
         if torch.equal(got, want):
@@ -868,13 +878,15 @@ def _rfe_case(label: str, x: torch.Tensor, y: torch.Tensor, k: int, step: int) -
         elif step > 1 and torch.equal(got, reference_recursive_elimination(x, y, k, 1)):
             hint = f"drop `step` = {step} features per round, not one"
         elif torch.equal(got == 1, want == 1):
-            hint = "the kept features are right; the ranks of the eliminated ones are not: +1 to all dropped so far, each round"
+            hint = ("the kept features are right; the ranks of the eliminated ones are not: "
+                    "+1 to all dropped so far, each round")
         expect(False, f"ranking {describe_tensor(got, 12)}, expected {describe_tensor(want, 12)}", hint)
     return Case(label, run)
 
 
 def _rfe_cases() -> list[Case]:
-    x0, y0 = torch.tensor([[1., 0., 2.], [2., 1., 0.], [3., 1., 1.], [4., 3., 5.], [5., 2., 3.]], dtype=torch.float64), \
+    x0, y0 = torch.tensor([[1., 0., 2.], [2., 1., 0.], [3., 1., 1.], [4., 3., 5.], [5., 2., 3.]],
+                          dtype=torch.float64), \
         torch.tensor([2.1, 4.3, 5.9, 8.2, 9.8], dtype=torch.float64)
     cases = [_rfe_case("5 examples x 3 features, keep 1", x0, y0, 1, 1)]
     for i, (n, d, k, step) in enumerate([(60, 8, 3, 1), (60, 8, 3, 2), (80, 12, 4, 3), (100, 20, 5, 4),

@@ -263,7 +263,8 @@ def _gamma_cases() -> list[Case]:
     cases = [
         _gamma_case("γ = [0.5, -2, 0, 1.5]", _bn_with([0.5, -2.0, 0.0, 1.5]), [0.5, 2.0, 0.0, 1.5]),
         _gamma_case("all γ negative", _bn_with([-0.1, -3.0, -0.25]), [0.1, 3.0, 0.25]),
-        _gamma_case("γ = 1 (a fresh BatchNorm) but β, μ, σ² not trivial", _bn_with([1.0, 1.0, 1.0]), [1.0, 1.0, 1.0]),
+        _gamma_case("γ = 1 (a fresh BatchNorm) but β, μ, σ² not trivial", _bn_with([1.0, 1.0, 1.0]),
+                    [1.0, 1.0, 1.0]),
     ]
     g = _gen(32)
     for c in (8, 16, 64):
@@ -391,7 +392,8 @@ def _surgery_modules(seed: int, c_in: int, c: int, c_out: int, bias: bool, next_
 
 
 def _masked_forward(conv, bn, nxt, keep, x) -> torch.Tensor:
-    """conv -> bn -> relu -> next with the removed channels zeroed (filter, bias, γ and β): what surgery must match."""
+    """conv -> bn -> relu -> next with the removed channels zeroed (filter, bias, γ and β): what surgery must
+    match."""
     alive = torch.zeros(conv.out_channels, dtype=torch.bool)
     alive[keep] = True
     with torch.no_grad():
@@ -811,7 +813,8 @@ def _plan_variants(model, amounts, scan, dense, budget, shape) -> dict[str, dict
 
 def _estimated_search(drops, amounts, scan, dense, budget, estimate):
     for t in drops:
-        plan = {g: max([a for a, acc in zip(amounts, accs) if dense - acc <= t], default=0.0) for g, accs in scan.items()}
+        plan = {g: max([a for a, acc in zip(amounts, accs) if dense - acc <= t], default=0.0)
+                for g, accs in scan.items()}
         if estimate(plan) <= budget:
             return plan
     return None

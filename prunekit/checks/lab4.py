@@ -674,7 +674,8 @@ def _imp_case(label: str, rounds: int, fraction: float, rewind_step: int = 0, ou
         records = out["rounds"]
         expect(isinstance(records, (list, tuple)) and len(records) == rounds + 1,
                f"{len(records) if isinstance(records, (list, tuple)) else records!r} records for rounds={rounds}, "
-               f"expected {rounds + 1} (round 0 is the dense network)", "record round 0 and each of the `rounds` rounds")
+               f"expected {rounds + 1} (round 0 is the dense network)",
+               "record round 0 and each of the `rounds` rounds")
         for r, rec in enumerate(records):
             missing = {"masks", "start", "trained", "curve", "best_step", "val_acc", "stopped"} - set(rec)
             expect(not missing, f"round {r}'s record has no {sorted(missing)}",
@@ -809,7 +810,8 @@ def _judge_agp_step(out, model, masks_before, weights_before, step, sched, objec
         if step >= t0 and pruned == round((s_f + (s_i - s_f) * (1 - cont) ** 3) * total):
             hint = "between two pruning events the target does not move: use agp_sparsity (t rounded DOWN to events)"
         elif pruned == already + round(target * total) and already:
-            hint = "round(s * total) is the TOTAL to be pruned, including the weights pruned before; prune the difference"
+            hint = ("round(s * total) is the TOTAL to be pruned, including the weights pruned before; "
+                    "prune the difference")
         elif pruned == int(target * total):
             hint = "count with round(s * total), not int()"
         raise CheckFailed(f"{what}: {pruned} of {total} weights pruned, expected round({target:.4f}·{total}) = {want}",

@@ -224,7 +224,8 @@ def _quant_case(label: str, weight: torch.Tensor, per_channel: bool, scale=None,
             expect(torch.allclose(got_s, want_s, rtol=1e-5, atol=0) or
                    (per_channel and bool(torch.isfinite(got_s).all()) and
                     bool(torch.allclose(got_s[want_s != 1], want_s[want_s != 1], rtol=1e-5, atol=0))),
-                   f"scale {describe_tensor(got_s)}, expected {describe_tensor(want_s)}", _diagnose_scale(got_s, want_s))
+                   f"scale {describe_tensor(got_s)}, expected {describe_tensor(want_s)}",
+                   _diagnose_scale(got_s, want_s))
         if expected_q is not None:
             ref_q = torch.tensor(expected_q, dtype=torch.int8).view(weight.shape)
         ratio = weight.detach().double() / _channel_view(want_s, weight)
@@ -824,7 +825,8 @@ def _dec_diagnose(encoded: dict, got: torch.Tensor, want: torch.Tensor) -> str:
         if torch.equal(got.flatten(), shifted):
             return "positions start at -1: the first gap g puts the first weight at position g - 1. " + _DEC_HINT
         if bool(((got != 0) & (want == 0)).any()):
-            return "a filler (symbol == len(codebook)) holds no weight: skip it, only advance the position. " + _DEC_HINT
+            return ("a filler (symbol == len(codebook)) holds no weight: skip it, only advance the position. "
+                    + _DEC_HINT)
     return _DEC_HINT
 
 

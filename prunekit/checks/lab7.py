@@ -211,7 +211,8 @@ def _wanda_diagnose(got: torch.Tensor, weight: torch.Tensor, norm: torch.Tensor,
         if bool(torch.equal(got, topk_mask(scores, sparsity))):
             return ("Wanda compares weights within each output row, not across the whole layer: every row "
                     f"must lose exactly {k} weights")
-        return f"every row must lose exactly round(sparsity * in_features) = {k} weights; yours lose {describe_tensor(pruned_per_row)}"
+        return (f"every row must lose exactly round(sparsity * in_features) = {k} weights; "
+                f"yours lose {describe_tensor(pruned_per_row)}")
     if bool(torch.equal(got, reference_wanda_mask(weight, norm ** 2, sparsity))):
         return "use the input norm ‖x_j‖ itself, not its square"
     if bool(torch.equal(got, reference_wanda_mask(weight, torch.ones_like(norm), sparsity))):
@@ -247,7 +248,8 @@ def _wanda_cases() -> list[Case]:
     ]
     for i, (shape, s) in enumerate([((6, 6), 0.5), ((8, 20), 0.3), ((16, 32), 0.7), ((5, 7), 0.5), ((10, 10), 0.6)]):
         weight = torch.randn(shape, generator=g)
-        input_norm = torch.rand(shape[1], generator=g) * torch.logspace(-1, 1, shape[1])[torch.randperm(shape[1], generator=g)]
+        input_norm = (torch.rand(shape[1], generator=g)
+                      * torch.logspace(-1, 1, shape[1])[torch.randperm(shape[1], generator=g)])
         cases.append(_wanda_case(f"random {shape}, uneven input norms, sparsity {s}", weight, input_norm, s))
     return cases
 
@@ -329,7 +331,8 @@ def _sgpt_variants(weight: torch.Tensor, hessian: torch.Tensor, keep: torch.Tens
     for q in range(W.shape[1]):
         once -= (W[:, q] * ~keep[:, q] / Hinv[q, q])[:, None] * Hinv[q][None, :]
     variants.append((once * keep, "prune the columns one after another: after column q only columns q+1... may move, "
-                                  "which is what the rows of the upper Cholesky factor U of H⁻¹ give (not H⁻¹'s rows)"))
+                                  "which is what the rows of the upper Cholesky factor U of H⁻¹ give "
+                                  "(not H⁻¹'s rows)"))
     lower = torch.linalg.cholesky(Hinv)                        # lower factor: L[q, q:] is zero right of the diagonal
     wrong_h = torch.linalg.cholesky(H, upper=True)             # factor of H instead of H⁻¹
     for factor, text in ((wrong_h, "factor H⁻¹ (the inverse Hessian), not H"),
@@ -504,7 +507,8 @@ def _imp_case(label: str, seed: int, n_layer: int, n_head: int, batch: int) -> C
                "never write into the inputs")
         expect(isinstance(out, torch.Tensor), f"returned {type(out).__name__}, expected a tensor (n_layer, n_head)",
                "stack one row of head scores per layer: torch.stack([...])")
-        expect(tuple(out.shape) == (n_layer, n_head), f"returned shape {tuple(out.shape)}, expected {(n_layer, n_head)}",
+        expect(tuple(out.shape) == (n_layer, n_head),
+               f"returned shape {tuple(out.shape)}, expected {(n_layer, n_head)}",
                "one score per head: (n_layer, n_head)")
         expect(all(torch.equal(before[k], v) for k, v in model.state_dict().items()),
                "the model's weights changed", "only measure: no optimizer step, no in-place change")

@@ -22,7 +22,8 @@ reference) plus one dynamic check in the grader: a call to an exercise's own ref
 runs. Code that builds a name at run time and looks it up (``getattr(mod, "topk" + "_mask")``) is not caught.
 
 Example:
-    >>> src = "from prunekit.checks import reference_saliency_scores as r\\ndef saliency_scores(w, g):\\n    return r(w, g)\\n"
+    >>> src = ("from prunekit.checks import reference_saliency_scores as r\\n"
+    ...        "def saliency_scores(w, g):\\n    return r(w, g)\\n")
     >>> violations([src], "saliency_scores", must_not_call("saliency_scores"))
     ["saliency_scores uses reference_saliency_scores (the course's answer); write your own code"]
 """

@@ -182,8 +182,10 @@ def _allowed_class(path: Any) -> type:
         raise WireError(f"bad module class {path!r:.80}")
     module_name, qualname = path.split(":")
     if not (module_name.startswith(MODULE_PREFIXES[0]) or module_name in MODULE_PREFIXES[1:]):
-        raise WireError(f"module class {path!r:.80} is not a torch.nn layer or a prunekit.models / prunekit.chargpt class")
-    if not all(part.isidentifier() and not part.startswith("__") for part in (module_name.split(".") + qualname.split("."))):
+        raise WireError(f"module class {path!r:.80} is not a torch.nn layer or a prunekit.models / "
+                        f"prunekit.chargpt class")
+    if not all(part.isidentifier() and not part.startswith("__")
+               for part in (module_name.split(".") + qualname.split("."))):
         raise WireError(f"bad module class {path!r:.80}")
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):

@@ -61,7 +61,8 @@ def reference_select_input_pixels(weight: torch.Tensor, k: int) -> torch.Tensor:
     return keep.to(weight.device)
 
 
-def reference_neuron_statistics(model: nn.Module, x: torch.Tensor, batch_size: int) -> dict[str, dict[str, torch.Tensor]]:
+def reference_neuron_statistics(model: nn.Module, x: torch.Tensor,
+                                batch_size: int) -> dict[str, dict[str, torch.Tensor]]:
     """APoZ and mean output of every ``nn.ReLU`` child of ``model`` on the examples ``x``, with forward hooks.
 
     ``x`` is run through the model in consecutive slices of ``batch_size`` (the last one may be shorter);

@@ -139,7 +139,8 @@ def reference_imp_rewind(model: nn.Module, train_data, val_data, rounds: int, fr
             reference_rewind(work, theta["state"], masks)
             apply_masks(work, masks)
         start = copy.deepcopy(work.state_dict())
-        run = train_round(work, train_data, val_data, steps, eval_every, seed=seed, after_step=capture if r == 0 else ())
+        run = train_round(work, train_data, val_data, steps, eval_every, seed=seed,
+                          after_step=capture if r == 0 else ())
         records.append({"masks": masks, "start": start, "trained": copy.deepcopy(work.state_dict()), **run})
     return {"rewind_state": theta["state"], "rounds": records}
 

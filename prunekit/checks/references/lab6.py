@@ -133,8 +133,9 @@ def reference_quantize_affine_uint8(x: torch.Tensor, x_min: float | None = None,
 
 @torch.no_grad()
 def reference_fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new Conv2d (with a bias) computing ``bn(conv(x))`` of the eval-mode BatchNorm: with ``s = γ / sqrt(var + eps)``,
-    ``W' = W · s`` per output channel and ``b' = β + (b - μ) · s`` (b = 0 when the conv has no bias)."""
+    """A new Conv2d (with a bias) computing ``bn(conv(x))`` of the eval-mode BatchNorm: with
+    ``s = γ / sqrt(var + eps)``, ``W' = W · s`` per output channel and ``b' = β + (b - μ) · s`` (b = 0 when the
+    conv has no bias)."""
     s = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
     folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                        padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
