@@ -278,7 +278,7 @@ def taylor_per_batch(model: nn.Module, data, n_batches: int | None = None, loss_
     """
     weights = prunable_weights(model, exclude)
     return per_batch_mean(model, weights, data, n_batches, loss_fn,
-                           statistic=lambda name, g, n: taylor(weights[name].double(), g))
+                          statistic=lambda name, g, n: taylor(weights[name].double(), g))
 
 
 # ----------------------------------------------------------------------------- a whole model

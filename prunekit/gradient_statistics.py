@@ -123,7 +123,7 @@ def gradients(model: nn.Module, data, n_batches: int | None = None, loss_fn: Los
         torch.Size([100, 300])
     """
     return per_batch_mean(model, prunable_weights(model, exclude), data, n_batches, loss_fn,
-                           statistic=lambda name, g, n: g)
+                          statistic=lambda name, g, n: g)
 
 
 def fisher_diagonal(model: nn.Module, data, n_batches: int | None = None, loss_fn: LossFn | None = None,
@@ -156,7 +156,7 @@ def fisher_diagonal(model: nn.Module, data, n_batches: int | None = None, loss_f
         True
     """
     return per_batch_mean(model, prunable_weights(model, exclude), data, n_batches, loss_fn,
-                           statistic=lambda name, g, n: n * g ** 2)
+                          statistic=lambda name, g, n: n * g ** 2)
 
 
 def gradient_rms(model: nn.Module, data, n_batches: int | None = None, loss_fn: LossFn | None = None,
@@ -172,6 +172,6 @@ def gradient_rms(model: nn.Module, data, n_batches: int | None = None, loss_fn: 
         >>> gradient_rms(build_model("lenet300"), batch)["fc3.weight"].shape
         torch.Size([10, 100])
     """
-    return {n: s.sqrt() for n, s in per_batch_mean(model, prunable_weights(model, exclude), data,
-                                                    n_batches, loss_fn,
-                                                    statistic=lambda name, g, n: g ** 2).items()}
+    second_moment = per_batch_mean(model, prunable_weights(model, exclude), data, n_batches, loss_fn,
+                                   statistic=lambda name, g, n: g ** 2)
+    return {name: s.sqrt() for name, s in second_moment.items()}
